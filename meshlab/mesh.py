@@ -1,0 +1,528 @@
+"""``Mesh``: the one object a notebook works with.
+
+It owns a runtime (the background loop thread), the service registry, the control plane, and
+every replica with its sidecar. Its methods are synchronous, safe to call from any cell;
+``acall`` / ``aload`` are the ``await``-able variants.
+
+Deploying a service (``deploy``) is what ``kubectl apply`` of a Deployment plus Istio's sidecar
+injection does: each replica gets its app (served by uvicorn on its own port) *and* a sidecar,
+and joins the registry under the pod labels ``app=<name>``, ``version=<version>``. The mesh
+also runs a client workload with its own sidecar (Istio's ``curl`` sample pod): ``call`` and
+``load`` send from there, so every request crosses two sidecars as in a real mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from .client import build_request, to_httpx
+from .control.pilot import Pilot
+from .control.registry import Registry, RegistryError
+from .load import LoadProgress, LoadResult, generate, plan, samples_frame
+from .proxy.pool import PoolSet
+from .proxy.sidecar import Sidecar
+from .proxy.stream import Peer
+from .runtime import AppServer, Runtime
+from .telemetry.accesslog import FIELDS as ACCESS_LOG_FIELDS
+from .workload import Replica, Work
+
+__all__ = ["Mesh", "MeshError"]
+
+TRUST_DOMAIN = "cluster.local"
+
+
+class MeshError(RuntimeError):
+    """A mesh operation that cannot be done (unknown service, bad arguments, not started)."""
+
+
+def spiffe_id(namespace: str, service_account: str) -> str:
+    """The SPIFFE identity Istio gives a workload: spiffe://cluster.local/ns/<ns>/sa/<sa>."""
+    return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+class Mesh:
+    """A service mesh inside this Python process (see the module docstring).
+
+    ``seed`` makes every random choice reproducible (weights, faults, load balancing, work
+    model). ``probe_period`` is how long a crashed replica keeps receiving traffic before its
+    readiness probe fails and it leaves the endpoints (Kubernetes: 10 s period x 3 failures;
+    scaled down here). ``clock`` returns wall time for logs (inject a fake one in tests).
+    """
+
+    def __init__(self, seed: int = 0, namespace: str = "default", probe_period: float = 0.5,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.seed = seed
+        self.namespace = namespace
+        self.probe_period = probe_period
+        self.clock = clock
+        self.runtime = Runtime(f"meshlab-{id(self):x}")
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.registry = Registry()
+        self.pilot = Pilot(self.registry)
+        self.client_sidecar: Sidecar | None = None
+        self._pools = PoolSet()
+        self._pods: dict[str, Replica] = {}
+        self._next_index: dict[tuple[str, str, str], int] = {}
+        self._specs: dict[tuple[str, str, str], tuple[Any, Work, dict[str, str]]] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._lock = threading.RLock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the mesh is started."""
+        return self.runtime.running
+
+    def start(self) -> Mesh:
+        """Start the mesh (idempotent): the runtime thread and the client workload."""
+        if self.running:
+            return self
+        self.runtime.start()
+        self.runtime.add_closer(self._close_all)
+        self.runtime.run(self._start_client())
+        return self
+
+    async def _start_client(self) -> None:
+        ns = self.namespace
+        peer = Peer("curl", ns, "curl", "unknown", spiffe_id(ns, "curl"), "curl")
+        sc = Sidecar(self.pilot, peer, ns, self._rng("sidecar", "curl"), clock=self.clock)
+        await sc.start()
+        self.client_sidecar = sc
+
+    async def _close_all(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+        self._pools.close()
+        for replica in list(self._pods.values()):
+            await self._close_replica(replica)
+        if self.client_sidecar is not None:
+            await self.client_sidecar.close()
+
+    def stop(self) -> None:
+        """Stop everything: servers, sidecars, connections, the runtime thread (idempotent).
+        A stopped mesh can be started again, empty."""
+        if not self.running:
+            return
+        self.runtime.stop()
+        self._reset_state()
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        if not self.running:
+            coro.close()
+            raise MeshError("the mesh is not started: call mesh.start() (or use `with Mesh() as mesh:`)")
+        return self.runtime.run(coro, timeout)
+
+    def _rng(self, *parts: object) -> random.Random:
+        """A random source derived from the mesh seed and a name (independent of call order)."""
+        return random.Random(":".join(map(str, (self.seed, *parts))))
+
+    # -- workloads ----------------------------------------------------------------------------
+    def deploy(self, name: str, app: Any, replicas: int = 1, version: str = "v1",
+               labels: dict[str, str] | None = None, work: Work | None = None,
+               namespace: str | None = None) -> list[Replica]:
+        """Deploy ``app`` (any ASGI app, e.g. FastAPI) as service ``name`` at ``version`` with
+        ``replicas`` pods, each with its sidecar. Deploying another version of the same service
+        adds a second Deployment behind the same Service."""
+        _check_name(name, "service name")
+        _check_name(version, "version")
+        if replicas < 0:
+            raise MeshError("deploy: replicas must be >= 0")
+        ns = namespace or self.namespace
+        if any(r.service == name and r.version == version and r.namespace == ns for r in self._pods.values()):
+            raise MeshError(f"deploy: {name} {version} is already deployed in {ns}; use mesh.scale() or "
+                            f"mesh.restart({name!r}, app=...) to change it")
+        pod_labels = {"app": name, "version": version, **(labels or {})}
+        spec = (app, work or Work(), pod_labels)
+        self._specs[(ns, name, version)] = spec
+        return self._run(self._add_replicas(ns, name, version, replicas))
+
+    async def _add_replicas(self, ns: str, name: str, version: str, n: int) -> list[Replica]:
+        app, work, labels = self._specs[(ns, name, version)]
+        self.registry.ensure_service(name, ns)
+        new = []
+        for _ in range(n):
+            key = (ns, name, version)
+            index = self._next_index.get(key, 0)
+            self._next_index[key] = index + 1
+            replica = Replica(self, name, version, index, app, work, dict(labels), ns,
+                              self._rng("replica", ns, name, version, index))
+            replica.server = AppServer(replica, name=replica.name)
+            sa = replica.service_account
+            peer = Peer(replica.workload, ns, name, version, spiffe_id(ns, sa), replica.name)
+            replica.sidecar = Sidecar(self.pilot, peer, ns, self._rng("sidecar", ns, replica.name), replica,
+                                      clock=self.clock)
+            await replica.server.start()
+            await replica.sidecar.start()
+            self._pods[replica.name if ns == self.namespace else f"{ns}/{replica.name}"] = replica
+            new.append(replica)
+        self.registry.service(name, ns).replicas.extend(new)
+        self.registry.changed()
+        return new
+
+    async def _close_replica(self, replica: Replica) -> None:
+        replica.alive = False
+        if replica.server is not None:
+            await replica.server.close()
+        if replica.sidecar is not None:
+            await replica.sidecar.close()
+
+    def replicas(self, name: str, version: str | None = None, namespace: str | None = None) -> list[Replica]:
+        """The replicas of a service (optionally of one version), in creation order."""
+        svc = self._service(name, namespace)
+        return [r for r in svc.replicas if version is None or r.version == version]
+
+    def _service(self, name: str, namespace: str | None = None):  # type: ignore[no-untyped-def]
+        try:
+            return self.registry.service(name, namespace or self.namespace)
+        except RegistryError as exc:
+            raise MeshError(str(exc)) from None
+
+    @property
+    def services(self) -> list[str]:
+        """Names of the services deployed (all namespaces)."""
+        return sorted(n for (_, n) in self.registry.services)
+
+    def scale(self, name: str, replicas: int, version: str | None = None, namespace: str | None = None) -> None:
+        """Set the number of replicas of a service's version (the only version if there is one)."""
+        ns = namespace or self.namespace
+        svc = self._service(name, ns)
+        versions = svc.versions or [v for (n_, s, v) in self._specs if n_ == ns and s == name]
+        if version is None:
+            if len(versions) != 1:
+                raise MeshError(f"scale: {name} has versions {versions}; say which with version=")
+            version = versions[0]
+        if replicas < 0:
+            raise MeshError("scale: replicas must be >= 0")
+        self._run(self._scale(ns, name, version, replicas))
+
+    async def _scale(self, ns: str, name: str, version: str, replicas: int) -> None:
+        svc = self.registry.service(name, ns)
+        current = [r for r in svc.replicas if r.version == version]
+        if replicas > len(current):
+            await self._add_replicas(ns, name, version, replicas - len(current))
+        elif replicas < len(current):
+            for r in current[replicas:][::-1]:
+                await self._remove_replica(r)
+
+    async def _remove_replica(self, replica: Replica, drain: float = 0.0) -> None:
+        svc = self.registry.service(replica.service, replica.namespace)
+        replica.ready = False
+        svc.replicas.remove(replica)
+        self.registry.changed()
+        if drain:
+            await asyncio.sleep(drain)
+        await self._close_replica(replica)
+        self._pods = {k: v for k, v in self._pods.items() if v is not replica}
+
+    def kill(self, name: str, replica: int = 0, version: str | None = None,
+             restart_after: float | None = None) -> Replica:
+        """Crash one replica: its app stops answering (connections refused). It stays in the
+        endpoints until its readiness probe notices (``probe_period``); with ``restart_after``
+        (seconds) it comes back by itself."""
+        reps = self.replicas(name, version)
+        if not 0 <= replica < len(reps):
+            raise MeshError(f"kill: {name} has {len(reps)} replicas; no replica {replica}")
+        target = reps[replica]
+        self._run(self._acrash(target, restart_after))
+        return target
+
+    def _crash(self, replica: Replica, restart_after: float | None) -> None:
+        """Crash ``replica`` from app code (loop thread) or from a cell."""
+        if self.runtime.in_loop_thread():
+            asyncio.get_running_loop().create_task(self._acrash(replica, restart_after))
+        else:
+            self._run(self._acrash(replica, restart_after))
+
+    async def _acrash(self, replica: Replica, restart_after: float | None) -> None:
+        if not replica.alive:
+            return
+        replica.alive = False
+        assert replica.server is not None
+        await replica.server.close()
+        loop = asyncio.get_running_loop()
+        self._later(self.probe_period, self._mark_unready, replica)
+        if restart_after is not None:
+            self._later(restart_after, lambda r: loop.create_task(self._arestart_pod(r)), replica)
+
+    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            fn(*args)
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _mark_unready(self, replica: Replica) -> None:
+        if not replica.alive and replica.ready:
+            replica.ready = False
+            self.registry.changed()
+
+    async def _arestart_pod(self, replica: Replica) -> None:
+        if replica.alive or replica.server is None:
+            return
+        await replica.server.start()
+        replica.alive = True
+        replica.restarts += 1
+        if not replica.ready:
+            replica.ready = True
+        self.registry.changed()
+
+    def revive(self, name: str, replica: int = 0, version: str | None = None) -> Replica:
+        """Restart a crashed replica now (the container restarting)."""
+        target = self.replicas(name, version)[replica]
+        self._run(self._arestart_pod(target))
+        return target
+
+    def restart(self, name: str, version: str | None = None, app: Any = None, work: Work | None = None,
+                drain: float = 0.05) -> None:
+        """Rolling redeploy (Kubernetes RollingUpdate, maxSurge 1, maxUnavailable 0): each
+        replica is replaced by a new one, optionally running a new ``app`` (deploying a fix)."""
+        ns = self.namespace
+        svc = self._service(name, ns)
+        versions = [version] if version else svc.versions
+        for v in versions:
+            old_app, old_work, labels = self._specs[(ns, name, v)]
+            self._specs[(ns, name, v)] = (app or old_app, work or old_work, labels)
+        self._run(self._rolling(ns, name, versions, drain))
+
+    async def _rolling(self, ns: str, name: str, versions: list[str], drain: float) -> None:
+        svc = self.registry.service(name, ns)
+        for v in versions:
+            for old in [r for r in svc.replicas if r.version == v]:
+                await self._add_replicas(ns, name, v, 1)
+                await self._remove_replica(old, drain)
+
+    def endpoints(self, name: str, namespace: str | None = None) -> pd.DataFrame:
+        """Per replica: pod, version, the sidecar's inbound ``host:port``, labels, health."""
+        rows = []
+        for r in self.replicas(name, namespace=namespace):
+            rows.append({"pod": r.name, "version": r.version,
+                         "address": r.sidecar.inbound.address if r.sidecar else "",
+                         "labels": dict(r.labels), "healthy": r.ready, "alive": r.alive,
+                         "restarts": r.restarts})
+        return pd.DataFrame(rows, columns=["pod", "version", "address", "labels", "healthy", "alive", "restarts"])
+
+    def sidecar(self, name: str, replica: int = 0, version: str | None = None) -> Sidecar:
+        """The sidecar of one replica (``name`` may also be a pod name like ``cart-v1-0``)."""
+        if name in self._pods:
+            sc = self._pods[name].sidecar
+        else:
+            reps = self.replicas(name, version)
+            if not 0 <= replica < len(reps):
+                raise MeshError(f"sidecar: {name} has {len(reps)} replicas; no replica {replica}")
+            sc = reps[replica].sidecar
+        assert sc is not None
+        return sc
+
+    def pod(self, pod_name: str) -> Replica | None:
+        """The replica called ``pod_name`` (e.g. ``reviews-v2-0``), or None."""
+        return self._pods.get(pod_name)
+
+    def all_sidecars(self) -> Iterator[Sidecar]:
+        """Every sidecar of the mesh, the client workload's first."""
+        if self.client_sidecar is not None:
+            yield self.client_sidecar
+        for r in list(self._pods.values()):
+            if r.sidecar is not None:
+                yield r.sidecar
+
+    # -- traffic ------------------------------------------------------------------------------
+    def _client(self) -> Sidecar:
+        if self.client_sidecar is None:
+            raise MeshError("the mesh is not started: call mesh.start() first")
+        return self.client_sidecar
+
+    async def _call(self, service: str, path: str, method: str, headers: dict[str, str] | None,
+                    json: Any, content: bytes | str | None) -> httpx.Response:
+        sc = self._client()
+        url = f"http://{service}{path if path.startswith('/') else '/' + path}"
+        req = build_request(method, url, headers, json, content)
+        resp = await self._pools.send(sc.outbound.host, sc.outbound.port, req)
+        return to_httpx(req.method, url, resp.status, resp.headers, resp.body)
+
+    def call(self, service: str, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None,
+             json: Any = None, content: bytes | str | None = None, timeout: float | None = 60.0) -> httpx.Response:
+        """One request from the client workload (through its sidecar) to ``service``."""
+        return self._run(self._call(service, path, method, headers, json, content), timeout)
+
+    async def acall(self, service: str, path: str = "/", method: str = "GET",
+                    headers: dict[str, str] | None = None, json: Any = None,
+                    content: bytes | str | None = None) -> httpx.Response:
+        """``call`` for ``await``."""
+        return await self.runtime.arun(self._call(service, path, method, headers, json, content))
+
+    def _version_of(self, pod: str) -> str:
+        r = self._pods.get(pod)
+        return r.version if r is not None else ""
+
+    async def _load(self, service: str, path: str, method: str, headers: dict[str, str] | None,
+                    body: bytes | None, rate: float | None, concurrency: int | None, requests: int | None,
+                    duration: float | None, progress: LoadProgress) -> LoadResult:
+        sc = self._client()
+        host, port = sc.outbound.host, sc.outbound.port
+        url = f"http://{service}{path if path.startswith('/') else '/' + path}"
+        template = build_request(method, url, headers, None, body)
+        pools = self._pools
+
+        async def send(i: int) -> tuple[int, str, str]:
+            req = build_request(method, url, None, None, template.body)
+            req.headers = template.headers.copy()
+            resp = await pools.send(host, port, req)
+            h = resp.headers
+            return resp.status, h.get("x-meshlab-response-flags") or "", h.get("x-meshlab-upstream") or ""
+
+        samples, elapsed = await generate(send, rate=rate, concurrency=concurrency, requests=requests,
+                                          duration=duration, progress=progress)
+        df = samples_frame(samples, service, path, self._version_of)
+        return LoadResult(df, elapsed, rate, concurrency, {"method": method})
+
+    def load(self, service: str, path: str = "/", *, rate: float | None = None, concurrency: int | None = None,
+             requests: int | None = None, duration: float | None = None, method: str = "GET",
+             headers: dict[str, str] | None = None, body: bytes | None = None, progress: bool = True,
+             background: bool = False) -> LoadResult | LoadRun:
+        """Send traffic to ``service`` from the client workload: open loop at ``rate`` requests/s
+        or closed loop with ``concurrency`` clients, for ``requests`` or ``duration`` seconds.
+        Shows a progress bar for runs over a second. With ``background=True`` returns at once a
+        ``LoadRun`` (call ``.result()`` later) so cells can change the mesh while it runs."""
+        plan(rate, concurrency, requests, duration)
+        prog = LoadProgress()
+        fut = self.runtime.submit(self._load(service, path, method, headers, body, rate, concurrency,
+                                             requests, duration, prog)) if self.running else None
+        if fut is None:
+            raise MeshError("the mesh is not started: call mesh.start() first")
+        run = LoadRun(fut, prog, _expected_seconds(rate, concurrency, requests, duration) if progress else 0.0,
+                      f"load {service}{path}")
+        return run if background else run.result()
+
+    async def aload(self, service: str, path: str = "/", **kw: Any) -> LoadResult:
+        """``load`` for ``await`` (no progress bar)."""
+        kw.pop("background", None)
+        kw.pop("progress", None)
+        plan(kw.get("rate"), kw.get("concurrency"), kw.get("requests"), kw.get("duration"))
+        prog = LoadProgress()
+        return await self.runtime.arun(self._load(
+            service, path, kw.get("method", "GET"), kw.get("headers"), kw.get("body"), kw.get("rate"),
+            kw.get("concurrency"), kw.get("requests"), kw.get("duration"), prog))
+
+    # -- telemetry ----------------------------------------------------------------------------
+    def metrics(self, buckets: bool = False) -> pd.DataFrame:
+        """Istio's standard metrics from every sidecar, one row per sample (Prometheus style):
+        name, the Istio labels, pod (the reporting sidecar), value."""
+
+        async def collect() -> list[dict[str, object]]:
+            rows = []
+            for sc in self.all_sidecars():
+                for row in sc.metrics.rows(buckets):
+                    row["pod"] = sc.name
+                    rows.append(row)
+            return rows
+
+        rows = self._run(collect())
+        from .telemetry.metrics import LABELS
+
+        cols = ["name", *LABELS, *(["le"] if buckets else []), "pod", "value"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def access_log(self, service: str | None = None, since: float | None = None, reporter: str | None = None,
+                   last: int | None = None) -> pd.DataFrame:
+        """Access-log entries of every sidecar as a DataFrame sorted by start time. Filters:
+        ``service`` (destination service name), ``since`` (wall-clock timestamp),
+        ``reporter`` ("source" = client side, "destination" = server side), ``last`` rows."""
+
+        async def collect() -> list[Any]:
+            out = []
+            for sc in self.all_sidecars():
+                out.extend(sc.access_log.entries)
+            return out
+
+        entries = self._run(collect())
+        rows = [tuple(getattr(e, f) for f in ACCESS_LOG_FIELDS) for e in entries]
+        df = pd.DataFrame(rows, columns=ACCESS_LOG_FIELDS)
+        if service is not None:
+            df = df[df["destination_service"].str.split(".").str[0] == service]
+        if since is not None:
+            df = df[df["start_time"] >= since]
+        if reporter is not None:
+            df = df[df["reporter"] == reporter]
+        df = df.sort_values("start_time", kind="stable").reset_index(drop=True)
+        if last is not None:
+            df = df.tail(last).reset_index(drop=True)
+        return df
+
+    def apply(self, source: str | Path | dict[str, Any] | list[Any]) -> Any:
+        """Apply Istio configuration (YAML text, a file or folder, dicts)."""
+        raise MeshError("mesh.apply: Istio configuration arrives with the traffic-management chapter")
+
+
+class LoadRun:
+    """A load run in progress (``Mesh.load(..., background=True)``)."""
+
+    def __init__(self, future: Future[LoadResult], progress: LoadProgress, expected_s: float, label: str) -> None:
+        self.future = future
+        self.progress = progress
+        self.expected_s = expected_s
+        self.label = label
+
+    def done(self) -> bool:
+        """Whether the run finished."""
+        return self.future.done()
+
+    def stop(self) -> LoadResult:
+        """Ask the run to stop early and return what it saw."""
+        self.progress.stop = True
+        return self.result()
+
+    def result(self, timeout: float | None = None) -> LoadResult:
+        """Wait for the run (with a progress bar for runs expected over ~1 s) and return it."""
+        if self.expected_s > 1.0 and not self.future.done():
+            from tqdm import tqdm
+
+            with tqdm(total=self.progress.total, desc=self.label, unit="req", leave=True, mininterval=0.5) as bar:
+                while not self.future.done():
+                    try:
+                        self.future.result(0.2)
+                    except TimeoutError:
+                        pass
+                    except Exception:
+                        break
+                    bar.n = self.progress.done
+                    bar.refresh()
+                bar.n = self.progress.done
+                bar.refresh()
+        return self.future.result(timeout)
+
+
+def _expected_seconds(rate: float | None, concurrency: int | None, requests: int | None,
+                      duration: float | None) -> float:
+    if duration is not None:
+        return duration
+    if rate is not None and requests is not None:
+        return requests / rate
+    return 2.0 if (requests or 0) > 2000 else 0.0
+
+
+def _check_name(value: str, what: str) -> None:
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value or ""):
+        raise MeshError(f"{what} {value!r} is not a valid Kubernetes name (lowercase letters, digits, '-')")

@@ -1,0 +1,120 @@
+"""Clusters and endpoints: where a routed request can go (Envoy's cluster manager, in small).
+
+The control plane pushes *configuration* (``ClusterConfig``: the endpoints of a service or of
+one subset, the load-balancing policy). Each sidecar keeps *state* per cluster (``Cluster``):
+its load balancer and, per endpoint, a ``Host`` with this sidecar's counters (requests in
+flight, totals). State outlives configuration pushes: when a new push arrives, hosts that are
+still there keep their counters, new ones start at zero.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lb import LoadBalancer, make_lb
+
+__all__ = ["EndpointConfig", "ClusterConfig", "Host", "Cluster", "cluster_name"]
+
+
+def cluster_name(direction: str, port: int, subset: str, fqdn: str) -> str:
+    """Istio's cluster naming: ``outbound|80|v1|reviews.default.svc.cluster.local``."""
+    return f"{direction}|{port}|{subset}|{fqdn}"
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One endpoint as the control plane sees it: a replica's sidecar inbound address."""
+
+    host: str
+    port: int
+    pod: str
+    workload: str
+    service: str
+    namespace: str
+    version: str
+    labels: tuple[tuple[str, str], ...]
+    healthy: bool = True
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    def label_dict(self) -> dict[str, str]:
+        """The pod labels as a dict."""
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One upstream cluster: a service (or one subset of it) and how to balance across it."""
+
+    name: str
+    service: str  # FQDN
+    port: int
+    subset: str
+    endpoints: tuple[EndpointConfig, ...]
+    lb_policy: str = "LEAST_REQUEST"
+    policy: dict[str, Any] = field(default_factory=dict, compare=False)  # the DestinationRule trafficPolicy
+
+
+class Host:
+    """This sidecar's view of one endpoint of a cluster."""
+
+    __slots__ = ("endpoint", "active_rq", "rq_total", "rq_error")
+
+    def __init__(self, endpoint: EndpointConfig) -> None:
+        self.endpoint = endpoint
+        self.active_rq = 0
+        self.rq_total = 0
+        self.rq_error = 0
+
+    @property
+    def healthy(self) -> bool:
+        """Healthy as far as the control plane knows (readiness)."""
+        return self.endpoint.healthy
+
+    def __repr__(self) -> str:
+        return f"<Host {self.endpoint.pod} {self.endpoint.address} active={self.active_rq}>"
+
+
+class Cluster:
+    """A sidecar's state for one cluster: hosts with counters, and the load balancer."""
+
+    def __init__(self, config: ClusterConfig, rng: random.Random) -> None:
+        self.rng = rng
+        self.config = config
+        self.hosts: dict[str, Host] = {}
+        self.lb: LoadBalancer = make_lb(config.lb_policy, rng)
+        self.update(config)
+
+    def update(self, config: ClusterConfig) -> None:
+        """Apply a pushed configuration, keeping the counters of hosts still present."""
+        if config.lb_policy != self.config.lb_policy:
+            self.lb = make_lb(config.lb_policy, self.rng)
+        old = self.hosts
+        self.hosts = {}
+        for ep in config.endpoints:
+            host = old.get(ep.address)
+            if host is None:
+                host = Host(ep)
+            else:
+                host.endpoint = ep
+            self.hosts[ep.address] = host
+        self.config = config
+
+    def healthy_hosts(self) -> list[Host]:
+        """Hosts a request may go to now."""
+        return [h for h in self.hosts.values() if h.healthy]
+
+    def choose(self, key: str | None = None, exclude: set[str] | None = None) -> Host | None:
+        """Pick a host with the load balancer; None when no host is healthy (flag UH)."""
+        hosts = self.healthy_hosts()
+        if exclude:
+            preferred = [h for h in hosts if h.endpoint.address not in exclude]
+            hosts = preferred or hosts
+        if not hosts:
+            return None
+        return self.lb.pick(hosts, key)
