@@ -26,9 +26,12 @@ import httpx
 import pandas as pd
 
 from .client import build_request, to_httpx
+from .config import ConfigStore, Resource, load
+from .control.networking import NetworkingCompiler
 from .control.pilot import Pilot
 from .control.registry import Registry, RegistryError
 from .load import LoadProgress, LoadResult, generate, plan, samples_frame
+from .proxy.gateway import IngressGateway
 from .proxy.pool import PoolSet
 from .proxy.sidecar import Sidecar
 from .proxy.stream import Peer
@@ -63,6 +66,7 @@ class Mesh:
                  clock: Callable[[], float] = time.time) -> None:
         self.seed = seed
         self.namespace = namespace
+        self._dns: dict[str, tuple[str, int]] = {}
         self.probe_period = probe_period
         self.clock = clock
         self.runtime = Runtime(f"meshlab-{id(self):x}")
@@ -71,7 +75,13 @@ class Mesh:
     def _reset_state(self) -> None:
         self.registry = Registry()
         self.pilot = Pilot(self.registry)
+        self.config_store = ConfigStore()
+        self.networking = NetworkingCompiler(self.config_store, self._dns)
+        self.pilot.hooks.append(self.networking)
+        self.config_store.subscribe(lambda _store: self.pilot.invalidate())
         self.client_sidecar: Sidecar | None = None
+        self.ingress: IngressGateway | None = None
+        self._externals: dict[str, AppServer] = {}
         self._pools = PoolSet()
         self._pods: dict[str, Replica] = {}
         self._next_index: dict[tuple[str, str, str], int] = {}
@@ -100,6 +110,11 @@ class Mesh:
         sc = Sidecar(self.pilot, peer, ns, self._rng("sidecar", "curl"), clock=self.clock)
         await sc.start()
         self.client_sidecar = sc
+        gw_peer = Peer("istio-ingressgateway", "istio-system", "istio-ingressgateway", "unknown",
+                       spiffe_id("istio-system", "istio-ingressgateway-service-account"), "istio-ingressgateway")
+        self.ingress = IngressGateway(self.pilot, gw_peer, "istio-system", self._rng("sidecar", "ingress"),
+                                      clock=self.clock)
+        await self.ingress.start()
 
     async def _close_all(self) -> None:
         for timer in list(self._timers):
@@ -109,6 +124,10 @@ class Mesh:
             await self._close_replica(replica)
         if self.client_sidecar is not None:
             await self.client_sidecar.close()
+        if self.ingress is not None:
+            await self.ingress.close()
+        for server in self._externals.values():
+            await server.close()
 
     def stop(self) -> None:
         """Stop everything: servers, sidecars, connections, the runtime thread (idempotent).
@@ -339,9 +358,11 @@ class Mesh:
         return self._pods.get(pod_name)
 
     def all_sidecars(self) -> Iterator[Sidecar]:
-        """Every sidecar of the mesh, the client workload's first."""
+        """Every proxy of the mesh: the client workload's, the ingress gateway, then the sidecars."""
         if self.client_sidecar is not None:
             yield self.client_sidecar
+        if self.ingress is not None:
+            yield self.ingress
         for r in list(self._pods.values()):
             if r.sidecar is not None:
                 yield r.sidecar
@@ -469,9 +490,83 @@ class Mesh:
             df = df.tail(last).reset_index(drop=True)
         return df
 
-    def apply(self, source: str | Path | dict[str, Any] | list[Any]) -> Any:
-        """Apply Istio configuration (YAML text, a file or folder, dicts)."""
-        raise MeshError("mesh.apply: Istio configuration arrives with the traffic-management chapter")
+    # -- configuration ------------------------------------------------------------------------
+    def apply(self, source: str | Path | dict[str, Any] | list[Any]) -> ApplyResult:
+        """Apply Istio configuration: YAML text, a file or folder, dicts. All or nothing: if any
+        document is invalid, ``ConfigError`` says where and why and nothing changes."""
+        resources = load(source, default_namespace=self.namespace)
+        previous = {r.key: r for r in self.config_store.list()}
+
+        async def commit() -> list[Resource]:
+            return self.config_store.apply(resources)
+
+        applied = self._run(commit()) if self.running else self.config_store.apply(resources)
+        lines = []
+        for r in applied:
+            self.networking.created.setdefault(r.key, len(self.networking.created))
+            old = previous.get(r.key)
+            verb = "created" if old is None else ("unchanged" if old.to_dict() == r.to_dict() else "configured")
+            lines.append(f"{r.kind.lower()}.{r.api_version.split('/')[0]}/{r.name} {verb}")
+        return ApplyResult(applied, lines)
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
+        """Delete one Istio resource (``mesh.delete("VirtualService", "reviews")``)."""
+        ns = namespace or self.namespace
+
+        async def remove() -> None:
+            self.config_store.delete(kind, name, ns)
+
+        self._run(remove()) if self.running else self.config_store.delete(kind, name, ns)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Resource:
+        """One applied Istio resource (its ``spec`` model, ``to_dict()`` for YAML)."""
+        return self.config_store.get(kind, name, namespace or self.namespace)
+
+    def config(self, kind: str | None = None) -> pd.DataFrame:
+        """The Istio resources applied, one row each (like ``kubectl get`` across kinds)."""
+        rows = [{"kind": r.kind, "namespace": r.namespace, "name": r.name, "apiVersion": r.api_version,
+                 "warnings": len(r.warnings)} for r in self.config_store.list(kind)]
+        return pd.DataFrame(rows, columns=["kind", "namespace", "name", "apiVersion", "warnings"])
+
+    @property
+    def ingress_url(self) -> str:
+        """Base URL of the ingress gateway (for calls from outside the mesh: cells, curl)."""
+        if self.ingress is None:
+            raise MeshError("the mesh is not started: call mesh.start() first")
+        return self.ingress.url
+
+    def external(self, host: str, app: Any) -> str:
+        """Run ``app`` *outside* the mesh (no sidecar) under the DNS name ``host``, e.g. an
+        external API reached through a ServiceEntry. Returns its ``host:port``."""
+        server = AppServer(app, name=host)
+
+        async def up() -> None:
+            await server.start()
+
+        self._run(up())
+        self._externals[host] = server
+        self._dns[host] = (server.host, server.port)
+        self.pilot.invalidate()
+        return server.address
+
+
+class ApplyResult(list):  # type: ignore[type-arg]
+    """The resources ``Mesh.apply`` applied; shown like ``kubectl apply`` output."""
+
+    def __init__(self, resources: list[Resource], lines: list[str]) -> None:
+        super().__init__(resources)
+        self.lines = lines
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings of every resource (fields valid in Istio but not simulated here)."""
+        return [f"{r.kind}/{r.name}: {w}" for r in self for w in r.warnings]
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines + [f"Warning: {w}" for w in self.warnings])
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
 
 
 class LoadRun:

@@ -195,6 +195,14 @@ def sync(labs_dir: Path, *, check: bool = False) -> list[Path]:
     return stale
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 1 out of date, 2 bad markers)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -209,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         for path in stale:
-            print(f"out of date: {path}")
+            print(f"out of date: {_shown(path)}")
         if stale:
-            print(f"run: python {Path(__file__).name} to regenerate", file=sys.stderr)
+            print(f"regenerate them with: python {_shown(Path(__file__))}", file=sys.stderr)
             return 1
         print(f"{len(solutions)} learner copies up to date")
         return 0
     for path in stale:
-        print(f"wrote {path}")
+        print(f"wrote {_shown(path)}")
     print(f"{len(solutions)} learner copies, {len(stale)} rewritten")
     return 0
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from .yaml_source import Loc
 
-__all__ = ["format_loc", "model_at", "field_names", "suggest", "root_type"]
+__all__ = ["format_loc", "model_at", "field_names", "suggest", "root_type", "walk_loc"]
 
 
 def _unwrap(tp: Any) -> Any:
@@ -46,7 +46,7 @@ def _field_type(model: type[BaseModel], key: str) -> Any:
     return None
 
 
-def _walk(root: Any, loc: Loc) -> list[tuple[str | int, str, Any]]:
+def walk_loc(root: Any, loc: Loc) -> list[tuple[str | int, str, Any]]:
     """Each part of ``loc`` with its role ('field', 'index', 'key', 'unknown') and the type below it."""
     out: list[tuple[str | int, str, Any]] = []
     current = root
@@ -73,7 +73,7 @@ def format_loc(loc: Loc, root: Any = None) -> str:
     ``root`` is the model whose fields include ``loc[0]`` (for whole documents: :func:`root_type`).
     """
     text = ""
-    for part, role, _ in _walk(root, loc):
+    for part, role, _ in walk_loc(root, loc):
         if role in ("index", "key") or (isinstance(part, str) and not part.replace("_", "a").isalnum()):
             text += f"[{part}]"
         else:
@@ -83,7 +83,7 @@ def format_loc(loc: Loc, root: Any = None) -> str:
 
 def model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
     """The model class found at ``loc`` (None if ``loc`` does not lead to a model)."""
-    walked = _walk(root, loc)
+    walked = walk_loc(root, loc)
     tp = walked[-1][2] if walked else root
     return tp if _is_model(tp) else None
 

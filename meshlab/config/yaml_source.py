@@ -8,7 +8,9 @@ was written on. Error messages look a path up in that table (or its nearest writ
 Differences from ``yaml.safe_load`` that follow Kubernetes (sigs.k8s.io/yaml):
 - timestamps stay strings (``version: 2024-01-01`` is text, not a date);
 - mapping keys become strings (``80:`` is the key ``"80"``);
-- a key written twice in one mapping is an error, not a silent overwrite.
+- a key written twice in one mapping is an error, not a silent overwrite;
+- in flow collections a ':' must be followed by a space to separate key and value (go-yaml's rule),
+  so ``[2001:db8::]`` is a list with one IPv6 address.
 """
 
 from __future__ import annotations
@@ -27,7 +29,40 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 class _KubeLoader(yaml.SafeLoader):
-    """SafeLoader without the timestamp resolver."""
+    """SafeLoader without the timestamp resolver, scanning plain scalars like go-yaml (Kubernetes)."""
+
+    def scan_plain(self) -> yaml.ScalarToken:
+        """PyYAML's ``Scanner.scan_plain`` (MIT licence) with one change, to match go-yaml: inside
+        ``[...]``/``{...}`` a ':' ends a plain scalar only when a space follows it, so
+        ``addresses: [2001:db8::]`` is the address "2001:db8::" and not a one-entry mapping."""
+        chunks: list[str] = []
+        start_mark = end_mark = self.get_mark()
+        indent = self.indent + 1
+        spaces: list[str] = []
+        while True:
+            length = 0
+            if self.peek() == "#":
+                break
+            while True:
+                ch = self.peek(length)
+                if (ch in _BREAKS or (ch == ":" and self.peek(length + 1) in _BREAKS)
+                        or (self.flow_level and ch in ",?[]{}")):
+                    break
+                length += 1
+            if length == 0:
+                break
+            self.allow_simple_key = False
+            chunks.extend(spaces)
+            chunks.append(self.prefix(length))
+            self.forward(length)
+            end_mark = self.get_mark()
+            spaces = self.scan_plain_spaces(indent, start_mark)
+            if not spaces or self.peek() == "#" or (not self.flow_level and self.column < indent):
+                break
+        return yaml.ScalarToken("".join(chunks), True, start_mark, end_mark)
+
+
+_BREAKS = "\0 \t\r\n\x85\u2028\u2029"
 
 
 _KubeLoader.yaml_implicit_resolvers = {

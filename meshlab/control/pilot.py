@@ -14,14 +14,28 @@ achieves too.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..proxy.cluster import ClusterConfig, cluster_name
 from ..proxy.route import Route, Snapshot, VirtualHost, WeightedCluster
 from .registry import Registry, Service
 
-__all__ = ["Pilot"]
+__all__ = ["Pilot", "Draft", "SnapshotHook"]
 
-SnapshotHook = Callable[["Pilot", dict[str, VirtualHost], dict[str, ClusterConfig]], None]
+@dataclass
+class Draft:
+    """A snapshot being built: build steps (hooks) change it in place."""
+
+    virtual_hosts: dict[str, VirtualHost] = field(default_factory=dict)
+    clusters: dict[str, ClusterConfig] = field(default_factory=dict)
+    #: per Gateway ("namespace/name"): the virtual hosts of the VirtualServices bound to it
+    gateways: dict[str, dict[str, VirtualHost]] = field(default_factory=dict)
+    #: per Gateway: (selector labels, hosts its servers expose)
+    gateway_servers: dict[str, tuple[dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
+
+
+#: A build step: refines a draft (Istio configuration applied over the registry's defaults).
+SnapshotHook = Callable[["Pilot", Draft], None]
 
 
 class Pilot:
@@ -56,8 +70,8 @@ class Pilot:
 
     def build(self) -> Snapshot:
         """Compile services into virtual hosts and clusters (one default route per service)."""
-        vhosts: dict[str, VirtualHost] = {}
-        clusters: dict[str, ClusterConfig] = {}
+        draft = Draft()
+        vhosts, clusters = draft.virtual_hosts, draft.clusters
         for svc in self.registry.services.values():
             cluster = self.default_clusters(svc)
             clusters[cluster.name] = cluster
@@ -65,7 +79,7 @@ class Pilot:
                 name=f"{svc.fqdn}:{svc.port}", routes=(Route("default", (WeightedCluster(cluster.name, 100),)),)
             )
         for hook in self.hooks:  # Istio configuration (VirtualService, DestinationRule, ...) refines these
-            hook(self, vhosts, clusters)
+            hook(self, draft)
         self.version += 1
         self.pushes += 1
-        return Snapshot(self.version, vhosts, clusters)
+        return Snapshot(self.version, vhosts, clusters, draft.gateways, draft.gateway_servers)

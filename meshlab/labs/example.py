@@ -16,23 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshlab.labs.core import Incorrect, Question, bind_questions
-
-# Envoy response flags a learner is likely to try, with what they mean (Envoy access-log docs).
-_RESPONSE_FLAGS = {
-    "UH": "no healthy upstream host in the cluster",
-    "UF": "upstream connection failure",
-    "UO": "upstream overflow: the circuit breaker (connection-pool limits) refused the request",
-    "URX": "the request was rejected because the retry limit was reached",
-    "UT": "upstream request timeout",
-    "UC": "upstream connection termination",
-    "NR": "no route configured for the request",
-    "NC": "no cluster found for the upstream",
-    "FI": "the request was aborted by fault injection",
-    "DI": "the request was delayed by fault injection",
-    "DC": "the downstream (calling) connection was terminated",
-    "LH": "the local service failed its health check",
-    "RL": "the request was rate limited",
-}
+from meshlab.proxy.flags import FLAGS
 
 
 class DefaultRetries(Question):
@@ -82,14 +66,13 @@ class NoHealthyUpstreamFlag(Question):
         flag = no_healthy_upstream_flag.strip().upper()
         if flag == "UH":
             return "UH means no healthy upstream: Envoy had no host left to send the request to (503)."
-        if flag in _RESPONSE_FLAGS:
+        if flag in FLAGS:
             raise Incorrect(
-                f"`{flag}` means {_RESPONSE_FLAGS[flag]}. Look for the flag for a cluster with "
-                "no healthy host at all."
+                f"`{flag}` means {FLAGS[flag]}. Look for the flag for a cluster with no healthy host at all."
             )
         raise Incorrect(
-            f"`{flag}` is not an Envoy response flag. Flags are short upper-case codes written in "
-            "the access log after the response code."
+            f"`{flag}` is not a response flag that meshlab's sidecars write. Flags are short upper-case "
+            "codes in the access log, after the response code."
         )
 
 

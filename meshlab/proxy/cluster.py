@@ -57,7 +57,13 @@ class ClusterConfig:
     subset: str
     endpoints: tuple[EndpointConfig, ...]
     lb_policy: str = "LEAST_REQUEST"
-    policy: dict[str, Any] = field(default_factory=dict, compare=False)  # the DestinationRule trafficPolicy
+    #: consistent-hash key source: ("header", name) | ("cookie", name, ttl_s) | ("source_ip",) |
+    #: ("query", name); None unless the DestinationRule asks for consistentHash
+    hash_on: tuple[Any, ...] | None = None
+    #: the effective DestinationRule trafficPolicy (a config model) or None
+    policy: Any = field(default=None, compare=False)
+    #: where the configuration came from (``destinationrule/default/reviews``), for proxy-config
+    source: str = ""
 
 
 class Host:

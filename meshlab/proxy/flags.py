@@ -4,7 +4,7 @@ learner reads here is what they will read in a real Istio access log."""
 
 from __future__ import annotations
 
-__all__ = ["FLAGS", "UH", "UF", "UC", "URX", "UT", "UO", "NR", "DC", "FI", "DI", "UAEX", "RL", "UR"]
+__all__ = ["FLAGS", "NC", "UH", "UF", "UC", "URX", "UT", "UO", "NR", "DC", "FI", "DI", "UAEX", "RL", "UR"]
 
 UH = "UH"    # no healthy upstream host in the cluster
 UF = "UF"    # upstream connection failure
@@ -14,6 +14,7 @@ URX = "URX"  # upstream retry limit (or max connect attempts) exceeded
 UT = "UT"    # upstream request timeout
 UO = "UO"    # upstream overflow: refused by a circuit breaker (connection pool limits)
 NR = "NR"    # no route configured for the request
+NC = "NC"    # upstream cluster not found
 DC = "DC"    # downstream connection terminated (the caller went away)
 FI = "FI"    # the request was aborted by fault injection
 DI = "DI"    # the request was delayed by fault injection
@@ -29,6 +30,7 @@ FLAGS: dict[str, str] = {
     UT: "upstream request timeout",
     UO: "upstream overflow (circuit breaking)",
     NR: "no route configured",
+    NC: "upstream cluster not found",
     DC: "downstream connection termination",
     FI: "fault injection abort",
     DI: "fault injection delay",

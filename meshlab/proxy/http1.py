@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
+#: After a 400/431 the connection is half-closed, then closed after this delay (Envoy's
+#: ``delayed_close_timeout`` default).
+DELAYED_CLOSE_S = 1.0
 
 #: Headers that describe one hop, not the message: a proxy never forwards them.
 HOP_BY_HOP = frozenset(
@@ -289,12 +292,15 @@ class ServerConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except _HeaderTooLarge:
-            self._fail(431, "request header fields too large")
         except httptools.HttpParserUpgrade:
             self._fail(400, "protocol upgrade is not supported")
         except httptools.HttpParserError as exc:
-            self._fail(400, f"malformed HTTP request: {exc}")
+            # httptools wraps an exception raised in a callback (our _HeaderTooLarge) in
+            # HttpParserCallbackError, so the header count, not the exception type, tells.
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._fail(431, "request header fields too large")
+            else:
+                self._fail(400, f"malformed HTTP request: {exc}")
         else:
             if self._header_bytes > MAX_HEADER_BYTES:  # guards a header split across reads
                 self._fail(431, "request header fields too large")
@@ -307,13 +313,23 @@ class ServerConnection(asyncio.Protocol):
 
     # -- serving ---------------------------------------------------------------------------
     def _fail(self, status: int, text: str) -> None:
-        """Answer a request we could not parse, then close (we cannot resynchronise)."""
+        """Answer a request we could not parse, then close (we cannot resynchronise).
+
+        The close is delayed, as Envoy's ``delayed_close_timeout``: we half-close (FIN after the
+        answer) and discard what the peer still sends until it closes or ``DELAYED_CLOSE_S``
+        passes. Closing at once with unread bytes makes the kernel send a reset, and the peer
+        would lose the answer (a client sending 200 KB of headers would never see its 431)."""
         self._queue.clear()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(serialize_response(local_reply(status, text + "\n"), close=True))
-            self.transport.close()
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(serialize_response(local_reply(status, text + "\n"), close=True))
+            if t.can_write_eof():
+                t.write_eof()
+                asyncio.get_running_loop().call_later(DELAYED_CLOSE_S, t.close)
+            else:  # pragma: no cover - TCP transports can always half-close
+                t.close()
         self.closed = True
 
     async def _serve(self) -> None:

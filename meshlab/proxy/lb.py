@@ -11,6 +11,8 @@ nothing of sockets, so it is tested without any.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .cluster import Host
 
-__all__ = ["LoadBalancer", "RoundRobin", "RandomLB", "LeastRequest", "make_lb", "LB_POLICIES"]
+__all__ = ["LoadBalancer", "RoundRobin", "RandomLB", "LeastRequest", "RingHash", "make_lb", "LB_POLICIES"]
 
 
 class LoadBalancer:
@@ -72,6 +74,45 @@ class LeastRequest(LoadBalancer):
         return b if b.active_rq < a.active_rq else a
 
 
+class RingHash(LoadBalancer):
+    """Consistent hashing on a ring (Envoy's RING_HASH; Istio's ``consistentHash``).
+
+    Every host is placed on a ring of 2**64 positions at ``vnodes`` pseudo-random points
+    (hashes of ``address_i``); a request's key is hashed onto the ring and goes to the next
+    host point clockwise. The same key always reaches the same host while the host set is
+    unchanged, and adding or removing one host only moves the keys next to its points (about
+    1/N of them), which is why it is used for session affinity and caches. Requests without a
+    key get a random host."""
+
+    name = "RING_HASH"
+
+    def __init__(self, rng: random.Random, vnodes: int = 128) -> None:
+        super().__init__(rng)
+        self.vnodes = vnodes
+        self._ring: list[tuple[int, str]] = []
+        self._hosts_key: tuple[str, ...] = ()
+
+    @staticmethod
+    def hash(value: str) -> int:
+        """A stable 64-bit hash (xxHash in Envoy; blake2b here: stable across processes)."""
+        return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+    def _build(self, hosts: Sequence[Host]) -> None:
+        key = tuple(h.endpoint.address for h in hosts)
+        if key == self._hosts_key:
+            return
+        self._ring = sorted((self.hash(f"{addr}_{i}"), addr) for addr in key for i in range(self.vnodes))
+        self._hosts_key = key
+
+    def pick(self, hosts: Sequence[Host], key: str | None = None) -> Host:
+        if key is None:
+            return hosts[self.rng.randrange(len(hosts))]
+        self._build(hosts)
+        by_addr = {h.endpoint.address: h for h in hosts}
+        i = bisect.bisect_left(self._ring, (self.hash(key), ""))
+        return by_addr[self._ring[i % len(self._ring)][1]]
+
+
 LB_POLICIES: dict[str, type[LoadBalancer]] = {
     "LEAST_REQUEST": LeastRequest,
     "LEAST_CONN": LeastRequest,  # Istio's deprecated alias
@@ -79,6 +120,8 @@ LB_POLICIES: dict[str, type[LoadBalancer]] = {
     "RANDOM": RandomLB,
     "UNSPECIFIED": LeastRequest,
     "PASSTHROUGH": RandomLB,  # not simulated: original-destination forwarding, treated as random
+    "RING_HASH": RingHash,
+    "MAGLEV": RingHash,  # Maglev is another consistent hash; the ring shows the same behaviour
 }
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .cluster import ClusterConfig
     from .http1 import Request
 
-__all__ = ["WeightedCluster", "Route", "VirtualHost", "Snapshot", "fqdn", "strip_port"]
+__all__ = ["WeightedCluster", "Route", "VirtualHost", "Snapshot", "fqdn", "config_fqdn", "candidates", "strip_port"]
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
@@ -30,6 +30,23 @@ def strip_port(authority: str) -> str:
     if authority.startswith("["):
         return authority.split("]")[0] + "]"
     return authority.rsplit(":", 1)[0] if ":" in authority else authority
+
+
+def config_fqdn(host: str, namespace: str) -> str:
+    """A host as written in Istio configuration: a short name (no dot) is expanded with the
+    resource's namespace (``reviews`` -> ``reviews.default.svc.cluster.local``); names with a dot
+    and wildcards are taken as written."""
+    host = host.lower()
+    if "." in host or host.startswith("*"):
+        return host
+    return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
+
+
+def candidates(authority: str, namespace: str) -> list[str]:
+    """The names a request's authority may mean, in DNS search-path order for a pod in
+    ``namespace`` (``cart`` -> ``cart.ns.svc.cluster.local``; ``cart.ns`` -> ``cart.ns.svc...``)."""
+    host = strip_port(authority).lower().rstrip(".")
+    return [host, f"{host}.{namespace}.{CLUSTER_DOMAIN}", f"{host}.{CLUSTER_DOMAIN}", f"{host}.cluster.local"]
 
 
 def fqdn(host: str, namespace: str) -> str:
@@ -69,8 +86,14 @@ class Route:
     action: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches_request(self, req: Request, stream: Any) -> bool:
-        """Whether this route takes ``req``."""
-        return not self.matches or any(m(req, stream) for m in self.matches)
+        """Whether this route takes ``req`` (records which match block did, for ``rewrite``)."""
+        if not self.matches:
+            return True
+        for i, m in enumerate(self.matches):
+            if m(req, stream):
+                stream.extra["match_index"] = i
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -96,6 +119,22 @@ class Snapshot:
     virtual_hosts: dict[str, VirtualHost]
     clusters: dict[str, ClusterConfig]
 
-    def virtual_host(self, authority: str, namespace: str) -> VirtualHost | None:
-        """The virtual host for a request's authority, as seen from ``namespace``."""
-        return self.virtual_hosts.get(fqdn(authority, namespace))
+    gateways: dict[str, dict[str, VirtualHost]] = field(default_factory=dict)
+    gateway_servers: dict[str, tuple[dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
+
+    def virtual_host(self, authority: str, namespace: str, table: dict[str, VirtualHost] | None = None
+                     ) -> VirtualHost | None:
+        """The virtual host for a request's authority, as seen from ``namespace``: exact names in
+        DNS search order first, then the longest matching wildcard (``*.example.com``, ``*``)."""
+        vhosts = self.virtual_hosts if table is None else table
+        names = candidates(authority, namespace)
+        for name in names:
+            vh = vhosts.get(name)
+            if vh is not None:
+                return vh
+        host = names[0]
+        best: tuple[int, VirtualHost] | None = None
+        for key, vh in vhosts.items():
+            if key.startswith("*") and host.endswith(key[1:]) and (best is None or len(key) > best[0]):
+                best = (len(key), vh)
+        return best[1] if best else None

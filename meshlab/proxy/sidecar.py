@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..telemetry.accesslog import AccessLog, AccessLogEntry
 from ..telemetry.metrics import IstioMetrics
@@ -73,6 +73,14 @@ class Sidecar:
         self.access_log = AccessLog()
         self.stats: Counter[str] = Counter()
         self.config_version = 0
+        self.labels: dict[str, str] = dict(replica.labels) if replica is not None else {"app": identity.app}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        """Run a background task owned by this sidecar (mirrored requests); cancelled on close."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -86,6 +94,8 @@ class Sidecar:
         await self.inbound.close()
         await self.outbound.close()
         await self.admin.close()
+        for task in list(self._tasks):
+            task.cancel()
         self.pools.close()
         self.app_pools.close()
 

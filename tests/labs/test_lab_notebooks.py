@@ -61,6 +61,7 @@ def test_learner_copy_runs_and_every_check_is_not_attempted(
     solution: Path, learner_copies: ModuleType, run_notebook: RunNotebook, find_check_cells: FindCheckCells
 ) -> None:
     learner = learner_copies.learner_path(solution)
+    assert learner.is_file(), f"{learner} is missing: run python scripts/make_learner_copies.py"
     nb = run_notebook(learner, learner.parent)  # fails on any cell error
     checks = find_check_cells(nb)
     assert checks, f"{learner.name} has no cell calling qN.check()"

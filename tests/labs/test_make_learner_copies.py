@@ -192,6 +192,7 @@ def test_stub_keeps_the_line_end_and_indentation(learner_copies: ModuleType) -> 
         "if x:\n  ____  # your answer here"
     )
     assert (
-        learner_copies.stub_code("### BEGIN SOLUTION\n# learner:a = 1\na = 2\n### END SOLUTION\n") == "a = 1\n"
+        learner_copies.stub_code("### BEGIN SOLUTION\n# learner:a = 1\na = 2\n### END SOLUTION\n")
+        == "a = 1\n"
     )
     assert learner_copies.stub_code("no markers\n") == "no markers\n"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .. import flags as F
 from ..http1 import Headers, Request, Response, local_reply
 from ..pool import ConnectFailure, UpstreamReset
+from . import actions
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -74,13 +75,22 @@ async def send_upstream(stream: Stream, host_addr: tuple[str, int], req: Request
 
 
 class Router:
-    """Outbound router: route, pick a cluster and a host, forward (see module docstring)."""
+    """Outbound router: route, pick a cluster and a host, forward (see module docstring).
+
+    Route actions from a VirtualService, in Envoy's order: ``redirect`` or ``directResponse``
+    answer at once; otherwise ``rewrite`` and request ``headers`` operations change the request,
+    a weighted destination is drawn, ``mirror`` copies are sent (fire and forget, responses
+    ignored), the request is forwarded and response ``headers`` operations apply."""
 
     name = "envoy.filters.http.router"
 
+    def route_table(self, stream: Stream):  # type: ignore[no-untyped-def]
+        """The virtual hosts this proxy routes with (a gateway overrides this)."""
+        return None
+
     async def __call__(self, stream: Stream, next: Next) -> Response:
         sidecar = stream.sidecar
-        vhost = stream.snapshot.virtual_host(stream.authority, sidecar.namespace)
+        vhost = stream.snapshot.virtual_host(stream.authority, sidecar.namespace, self.route_table(stream))
         if vhost is None:
             stream.flag(F.NR)
             stream.details = "route_not_found"
@@ -91,18 +101,45 @@ class Router:
             stream.details = "route_not_found"
             return local_reply(404, f"no route: no route of {vhost.name} matches {stream.path}\n")
         stream.route = route
+        http = route.action.get("http")
+        if http is not None:
+            if http.redirect is not None:
+                stream.details = "direct_response"
+                return actions.redirect(stream, http.redirect)
+            if http.directResponse is not None:
+                stream.details = "direct_response"
+                return actions.direct_response(http.directResponse)
+            actions.rewrite(stream, http.rewrite, route)
+            actions.request_headers(stream.request.headers, http.headers)
+        if not route.clusters:
+            stream.flag(F.NR)
+            return local_reply(404, "route has no destination\n")
         choice = pick_weighted(route.clusters, sidecar.rng)
+        if http is not None:
+            actions.request_headers(stream.request.headers, route.action["dest_headers"].get(choice.cluster))
+            for mirror_cluster, percent in route.action["mirrors"]:
+                actions.mirror(stream, mirror_cluster, percent)
         cluster = sidecar.cluster(stream.snapshot, choice.cluster)
         if cluster is None:
-            stream.flag(F.NR)
+            stream.flag(F.NC)
             stream.details = "cluster_not_found"
-            return local_reply(503, f"no cluster {choice.cluster}\n")
+            stream.cluster = choice.cluster
+            return local_reply(503, f"no cluster {choice.cluster} (is the subset defined in a DestinationRule?)\n")
         stream.cluster = cluster.config.name
+        resp = await self.upstream(stream, cluster)
+        if http is not None:
+            actions.response_headers(resp.headers, http.headers)
+            actions.response_headers(resp.headers, route.action["dest_headers"].get(choice.cluster))
+        return resp
+
+    async def upstream(self, stream: Stream, cluster: Cluster) -> Response:
+        """Send to the cluster (the resilience chapter wraps this with timeouts and retries)."""
         return await self.forward(stream, cluster)
 
     async def forward(self, stream: Stream, cluster: Cluster, exclude: set[str] | None = None) -> Response:
         """One attempt: choose a host of ``cluster`` and send the request there."""
-        host = cluster.choose(exclude=exclude)
+        key = actions.hash_key(stream, cluster) if cluster.config.hash_on else None
+        host = cluster.choose(key, exclude=exclude)
         if host is None:
             stream.flag(F.UH)
             stream.details = "no_healthy_upstream"
@@ -119,6 +156,9 @@ class Router:
             host.active_rq -= 1
         if resp.status >= 500:
             host.rq_error += 1
+        cookie = stream.extra.get("set_cookie")
+        if cookie:
+            resp.headers.add("set-cookie", cookie)
         return resp
 
 

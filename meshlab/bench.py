@@ -1,0 +1,723 @@
+"""``python -m meshlab.bench``: what the sidecars cost, measured in one run.
+
+Theory of operation
+-------------------
+One echo app (FastAPI, ``GET /echo`` answers a small JSON document) is deployed in a ``Mesh``
+(seed 0) and called along the paths a learner meets in the guide:
+
+==========  ===========================================================================
+direct      generator -> app (the replica's uvicorn server, origin-form ``/echo``)
+one-hop     generator -> server sidecar inbound -> app (origin-form, ``Host: echo``)
+mesh        generator -> client sidecar outbound -> server sidecar inbound -> app
+            (proxy form ``GET http://echo/echo``: the path of every ``mesh.call``)
+nginx       generator -> nginx (reverse proxy, keep-alive upstream) -> app; only where
+            Debian's ``nginx`` is installed: a proxy written in C as a baseline
+==========  ===========================================================================
+
+Each path is measured twice, after a short warm-up on the same connections:
+
+* *closed loop* (``--concurrency`` clients, 32 by default, each sending its next request when
+  the previous one is answered): the maximum throughput of the path, in requests/s;
+* *open loop* (``--rate``, 1000 requests/s by default, on a fixed schedule): latency
+  percentiles p50/p90/p99 at a load the path sustains. Latency counts from each request's
+  *scheduled* start (see ``meshlab.load``), so a stalled server cannot hide its queue.
+
+Why the load comes from another process: the whole mesh (apps, sidecars, control plane) runs on
+one event-loop thread of this process. A generator in the same interpreter would share the
+interpreter lock and the core with the servers it measures and steal exactly the time being
+measured. So the generator is a separate process (``multiprocessing``, "spawn" start method)
+with its own uvloop event loop and meshlab's own HTTP/1.1 client (``PoolSet``), driven by
+``meshlab.load.generate``. It receives one command per run through a pipe and sends back the
+samples (numpy arrays of latencies and status codes), its own CPU time and, for the open loop,
+how late it started each request ("generator lag", the generator's own share of the latency).
+The server side's CPU time per request (this process, plus nginx for its path) is reported too:
+it is the cost of a hop independent of how many cores are free.
+
+Scale: a fresh process starts an empty mesh, reads its resident memory (RSS), deploys
+``--workloads`` workloads (500 services of one replica each: an app server plus a sidecar with
+its three listeners, four sockets per workload), times it, reads RSS again and calls one of
+them. RSS after minus before, divided by the count, is what a workload adds (this includes the
+modules first imported by the first deployment, so it is an upper bound). One service with the
+same number of replicas is measured the same way for comparison.
+
+Every number is measured in the run that prints it; ratios compare paths measured minutes apart
+on the same machine. The figures vary by a few percent between runs, more on a busy machine.
+Nothing here runs in CI: tests only check that the benchmark completes and prints its tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Path_", "RunResult", "Generator", "Nginx", "TARGETS", "make_echo_app", "measure_scale", "main"]
+
+#: The targets of the issue; the printout marks each PASS or FAIL (tests never assert on them).
+TARGETS = {
+    "mesh_added_p90_ms": 0.5,     # two-sidecar path at 1000/s: added p90 over direct, at most
+    "mesh_added_p99_ms": 1.5,     # ... added p99 over direct, at most
+    "one_hop_vs_nginx": 0.70,     # one-hop throughput / nginx throughput, at least
+    "scale_seconds": 2.0,         # 500 workloads up in at most
+    "scale_kb_per_workload": 200.0,  # resident memory added per workload, at most
+}
+ENVOY_SIDECAR_MB = (40, 60)  # what an Envoy sidecar takes, for comparison
+
+
+def make_echo_app() -> Any:
+    """The echo app: ``GET /echo`` returns ``{"service": "echo", "ok": true}``."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/echo")
+    async def echo() -> dict[str, object]:
+        return {"service": "echo", "ok": True}
+
+    return app
+
+
+@dataclass(frozen=True)
+class Path_:
+    """Where the generator sends: ``host:port``, the request-target and the Host header."""
+
+    name: str
+    host: str
+    port: int
+    target: str
+    authority: str = "echo"
+
+
+@dataclass
+class RunResult:
+    """One measured run of one path. Latencies in ms: ``p50/p90/p99`` from each request's
+    scheduled start (``meshlab.load``'s definition), ``send_p*`` from the moment the generator
+    really sent it, ``lag_p*`` how late the generator sent (open loop only)."""
+
+    path: str
+    mode: str  # "closed" or "open"
+    load: str  # "c=32" or "1000/s"
+    requests: int
+    errors: int
+    elapsed_s: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    send_p50_ms: float
+    send_p90_ms: float
+    send_p99_ms: float
+    server_cpu_us_per_req: float
+    gen_cpu_pct: float
+    lag_p50_ms: float | None = None
+    lag_p99_ms: float | None = None
+
+
+# -- the generator process ---------------------------------------------------------------------
+async def _drive(pools: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+    """One run in the generator process (see the module docstring).
+
+    Besides ``generate``'s samples (latency from the scheduled start), it records for each
+    request when ``send`` really began and ended: the difference between the scheduled and the
+    real start is the generator's own lag (its event loop's timers have millisecond
+    resolution), the time from real start to response is the latency the path alone causes."""
+    from meshlab.load import generate
+    from meshlab.proxy.http1 import Headers, Request
+
+    host, port, rate = cmd["host"], cmd["port"], cmd["rate"]
+    req = Request("GET", cmd["target"], Headers([("host", cmd["authority"]), ("user-agent", "meshlab-bench")]))
+    timing: list[tuple[int, float, float]] = []
+    pool = pools.get(host, port)
+    clock = time.perf_counter
+
+    async def send(i: int) -> tuple[int, str, str]:
+        start = clock()
+        resp = await pool.send(req)
+        timing.append((i, start, clock()))
+        return resp.status, "", ""
+
+    cpu0 = time.process_time()
+    t_before = clock()
+    samples, elapsed = await generate(send, rate=rate, concurrency=cmd["concurrency"], duration=cmd["duration"])
+    cpu = time.process_time() - cpu0
+    out: dict[str, Any] = {
+        "latency_ms": np.fromiter((s[1] for s in samples), float, len(samples)),
+        "status": np.fromiter((s[2] for s in samples), np.int32, len(samples)),
+        "elapsed": elapsed, "cpu_s": cpu, "lag_ms": None, "send_ms": None,
+    }
+    if timing:
+        idx, start, end = np.array(timing).T
+        out["send_ms"] = (end - start) * 1000.0
+        if rate is not None:
+            out["lag_ms"] = (start - (t_before + idx / rate)) * 1000.0
+    return out
+
+
+def _generator_main(conn: Connection) -> None:
+    """Entry point of the generator process: serve commands from ``conn`` until "stop"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    import uvloop
+
+    from meshlab.proxy.pool import PoolSet
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pools = PoolSet()
+    try:
+        while True:
+            try:
+                op, arg = conn.recv()
+            except EOFError:  # the parent went away
+                return
+            if op == "stop":
+                return
+            try:
+                if op == "run":
+                    conn.send(("ok", loop.run_until_complete(_drive(pools, arg))))
+                elif op == "reset":
+                    pools.close()
+                    loop.run_until_complete(asyncio.sleep(0.01))
+                    conn.send(("ok", None))
+                else:
+                    conn.send(("error", f"unknown command {op!r}"))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    finally:
+        pools.close()
+        loop.close()
+
+
+class Generator:
+    """The parent's handle on the generator process (a context manager)."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_generator_main, args=(child,), name="meshlab-bench-generator",
+                                   daemon=True)
+        self.process.start()
+        child.close()
+
+    def _call(self, op: str, arg: Any = None) -> Any:
+        self._conn.send((op, arg))
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"load generator failed:\n{value}")
+        return value
+
+    def run(self, path: Path_, *, concurrency: int | None = None, rate: float | None = None,
+            duration: float) -> dict[str, Any]:
+        """Drive ``path`` for ``duration`` seconds; returns the raw samples (see ``_drive``)."""
+        return self._call("run", {"host": path.host, "port": path.port, "target": path.target,
+                                  "authority": path.authority, "concurrency": concurrency, "rate": rate,
+                                  "duration": duration})
+
+    def reset(self) -> None:
+        """Close the generator's connections."""
+        self._call("reset")
+
+    def close(self) -> None:
+        """Stop the process (asks politely, then terminates; idempotent)."""
+        if self.process.is_alive():
+            try:
+                self._conn.send(("stop", None))
+            except (OSError, ValueError):
+                pass
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        self._conn.close()
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- nginx --------------------------------------------------------------------------------------
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    upstream app {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    """nginx as a reverse proxy to ``upstream`` (``host:port``), with its own config file, pid,
+    logs and temp paths in a temporary directory, on 127.0.0.1 and a free port; one process
+    (``master_process off``, ``daemon off``), terminated by ``stop()``."""
+
+    def __init__(self, binary: str, upstream: str) -> None:
+        self.binary = binary
+        self.upstream = upstream
+        self.dir = Path(tempfile.mkdtemp(prefix="meshlab-bench-nginx-"))
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def version(binary: str) -> str:
+        """``nginx/1.22.1``-style version string."""
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
+        m = re.search(r"nginx/\S+", out.stderr + out.stdout)
+        return m.group(0) if m else "nginx"
+
+    def start(self, attempts: int = 3) -> Nginx:
+        """Start nginx and wait until it accepts connections (a new port if one was taken)."""
+        last = ""
+        for _ in range(attempts):
+            self.port = _free_port()
+            conf = self.dir / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(d=self.dir, upstream=self.upstream, port=self.port))
+            self.process = subprocess.Popen(
+                [self.binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C reaches us; we stop nginx ourselves
+            )
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return self
+                except OSError:
+                    time.sleep(0.02)
+            err = self.process.stderr.read().decode(errors="replace") if self.process.poll() is not None else ""
+            log = self.dir / "error.log"
+            last = err + (log.read_text(errors="replace") if log.exists() else "")
+            self.stop(cleanup=False)
+        raise RuntimeError(f"nginx did not start: {last.strip()}")
+
+    @property
+    def pid(self) -> int | None:
+        """nginx's process id while it runs."""
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def stop(self, cleanup: bool = True) -> None:
+        """Terminate nginx (SIGTERM, then SIGKILL) and remove its directory (idempotent)."""
+        p, self.process = self.process, None
+        if p is not None:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            if p.stderr is not None:
+                p.stderr.close()
+        if cleanup:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- scale --------------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _scale_main(conn: Connection, n: int, layout: str) -> None:
+    """Entry point of the scale process: a fresh mesh, ``n`` workloads, figures to ``conn``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = 4 * n + 256  # app, inbound, outbound, admin socket per workload, and spare
+        if soft < need:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
+        from meshlab import Mesh
+
+        app = make_echo_app()
+        mesh = Mesh(seed=0).start()
+        try:
+            gc.collect()
+            rss0 = _rss_bytes()
+            t0 = time.perf_counter()
+            if layout == "services":
+                for i in range(n):
+                    mesh.deploy(f"echo-{i}", app)
+                last = f"echo-{n - 1}"
+            else:
+                mesh.deploy("echo", app, replicas=n)
+                last = "echo"
+            up = time.perf_counter() - t0
+            gc.collect()
+            rss1 = _rss_bytes()
+            fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+            t1 = time.perf_counter()
+            resp = mesh.call(last, "/echo")
+            first_call = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            resp2 = mesh.call(last, "/echo")
+            second_call = time.perf_counter() - t2
+        finally:
+            t3 = time.perf_counter()
+            mesh.stop()
+            down = time.perf_counter() - t3
+        conn.send(("ok", {
+            "layout": layout, "workloads": n, "seconds": up, "rss_before_mb": rss0 / 2**20,
+            "rss_after_mb": rss1 / 2**20, "kb_per_workload": (rss1 - rss0) / n / 1024, "open_fds": fds,
+            "call": f"GET http://{last}/echo -> {resp.status_code} {resp.text}",
+            "call_ok": resp.status_code == 200 and resp2.status_code == 200,
+            "first_call_ms": first_call * 1000, "second_call_ms": second_call * 1000, "stop_seconds": down,
+        }))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def measure_scale(n: int, layout: str = "services", timeout: float = 300.0) -> dict[str, Any]:
+    """Deploy ``n`` workloads in a fresh mesh in a fresh process (``layout``: "services" =
+    ``n`` services of one replica, "replicas" = one service of ``n`` replicas); returns the
+    figures (seconds, kb_per_workload, ...)."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_scale_main, args=(child, n, layout), name="meshlab-bench-scale", daemon=True)
+    p.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise RuntimeError(f"scale measurement did not finish in {timeout:.0f} s")
+        status, value = parent.recv()
+        if status != "ok":
+            raise RuntimeError(f"scale measurement failed:\n{value}")
+        return value
+    except EOFError:
+        raise RuntimeError(f"scale process died (exit code {p.exitcode})") from None
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.terminate()
+            p.join(5)
+        parent.close()
+
+
+# -- measuring the paths ------------------------------------------------------------------------
+def _cpu_seconds(pid: int | None) -> float:
+    import psutil
+
+    if pid is None:
+        return 0.0
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def _measure(gen: Generator, path: Path_, mode: str, value: float, duration: float, warmup: float,
+             server_pids: list[int | None]) -> RunResult:
+    """Warm up, then measure one path in one mode; server CPU is read around the measured run."""
+    kw: dict[str, Any] = {"concurrency": int(value)} if mode == "closed" else {"rate": value}
+    if warmup > 0:
+        gen.run(path, duration=warmup, **kw)
+    cpu0 = sum(_cpu_seconds(p) for p in server_pids)
+    raw = gen.run(path, duration=duration, **kw)
+    cpu = sum(_cpu_seconds(p) for p in server_pids) - cpu0
+    gen.reset()
+    lat, status, send, lag = raw["latency_ms"], raw["status"], raw["send_ms"], raw["lag_ms"]
+    n, elapsed = len(lat), raw["elapsed"]
+    p50, p90, p99 = _pct(lat, (50, 90, 99))
+    s50, s90, s99 = _pct(send, (50, 90, 99))
+    l50, l99 = _pct(lag, (50, 99)) if lag is not None else (None, None)
+    return RunResult(
+        path=path.name, mode=mode, load=f"c={int(value)}" if mode == "closed" else f"{value:g}/s",
+        requests=n, errors=int(np.count_nonzero(status != 200)), elapsed_s=round(elapsed, 3),
+        rps=n / elapsed if elapsed > 0 else 0.0, p50_ms=p50, p90_ms=p90, p99_ms=p99,
+        send_p50_ms=s50, send_p90_ms=s90, send_p99_ms=s99,
+        server_cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
+        gen_cpu_pct=100.0 * raw["cpu_s"] / elapsed if elapsed > 0 else 0.0, lag_p50_ms=l50, lag_p99_ms=l99,
+    )
+
+
+def _pct(values: np.ndarray | None, qs: tuple[float, ...]) -> list[float]:
+    if values is None or not len(values):
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.percentile(values, qs)]
+
+
+def machine_info(nginx_version: str | None) -> dict[str, Any]:
+    """Cores, CPU model, OS, Python, uvloop and nginx versions."""
+    import uvloop
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cores": usable, "cpu": model, "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "uvloop": uvloop.__version__, "nginx": nginx_version}
+
+
+def measure_paths(args: argparse.Namespace, stack: ExitStack) -> tuple[list[RunResult], str | None]:
+    """Deploy the echo app, start nginx (if asked and installed) and measure every path."""
+    from meshlab import Mesh
+
+    gen = stack.enter_context(Generator())
+    mesh = Mesh(seed=0)
+    stack.callback(mesh.stop)
+    mesh.start()
+    replica = mesh.deploy("echo", make_echo_app())[0]
+    assert replica.server is not None
+    inbound = mesh.sidecar("echo").inbound
+    assert mesh.client_sidecar is not None
+    outbound = mesh.client_sidecar.outbound
+    paths = [
+        Path_("direct", replica.server.host, replica.server.port, "/echo"),
+        Path_("one-hop", inbound.host, inbound.port, "/echo"),
+        Path_("mesh", outbound.host, outbound.port, "http://echo/echo"),
+    ]
+    nginx_version = None
+    binary = shutil.which("nginx")
+    nginx: Nginx | None = None
+    if binary and not args.skip_nginx:
+        nginx_version = Nginx.version(binary)
+        nginx = Nginx(binary, replica.server.address)
+        stack.callback(nginx.stop)
+        nginx.start()
+        paths.append(Path_("nginx", "127.0.0.1", nginx.port, "/echo"))
+    check = mesh.call("echo", "/echo")
+    if check.status_code != 200:
+        raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
+
+    me = os.getpid()
+    results = []
+    for mode, value in (("closed", args.concurrency), ("open", args.rate)):
+        for path in paths:
+            pids = [me, nginx.pid if (nginx is not None and path.name == "nginx") else None]
+            r = _measure(gen, path, mode, value, args.duration, args.warmup, pids)
+            results.append(r)
+            print(f"  {path.name:<8} {mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
+                  f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms", flush=True)
+    return results, nginx_version
+
+
+# -- report -------------------------------------------------------------------------------------
+def summarize(results: list[RunResult], scale: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ratios, added latencies and the verdict on each target."""
+    by = {(r.path, r.mode): r for r in results}
+
+    def rps(p: str) -> float | None:
+        r = by.get((p, "closed"))
+        return r.rps if r else None
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = rps(a), rps(b)
+        return x / y if x is not None and y else None
+
+    ratios = {"one_hop_vs_direct": ratio("one-hop", "direct"), "mesh_vs_direct": ratio("mesh", "direct"),
+              "one_hop_vs_nginx": ratio("one-hop", "nginx"), "nginx_vs_direct": ratio("nginx", "direct")}
+    added: dict[str, dict[str, float]] = {}
+    base = by.get(("direct", "open"))
+    for p in ("one-hop", "mesh", "nginx"):
+        r = by.get((p, "open"))
+        if r is not None and base is not None:
+            added[p] = {q: getattr(r, f"{q}_ms") - getattr(base, f"{q}_ms") for q in ("p50", "p90", "p99")}
+    head = scale[0] if scale else None
+    figures: dict[str, float | None] = {
+        "mesh_added_p90_ms": added.get("mesh", {}).get("p90"),
+        "mesh_added_p99_ms": added.get("mesh", {}).get("p99"),
+        "one_hop_vs_nginx": ratios["one_hop_vs_nginx"],
+        "scale_seconds": head["seconds"] if head else None,
+        "scale_kb_per_workload": head["kb_per_workload"] if head else None,
+    }
+    verdict: dict[str, str] = {}
+    for key, limit in TARGETS.items():
+        v = figures[key]
+        if v is None:
+            verdict[key] = "n/a"
+        elif key == "one_hop_vs_nginx":
+            verdict[key] = "PASS" if v >= limit else "FAIL"
+        else:
+            verdict[key] = "PASS" if v <= limit else "FAIL"
+    return {"ratios": ratios, "added_over_direct_ms": added, "figures": figures, "verdict": verdict}
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "n/a" if v is None or v != v else format(v, spec)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The printed report (tables, ratios, scale, targets)."""
+    import pandas as pd
+
+    m = report["machine"]
+    s = report["settings"]
+    lines = [f"machine: {m['cores']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, uvloop {m['uvloop']}, "
+             f"nginx: {m['nginx'] or 'not used'}",
+             f"settings: {s['duration']:g} s per run after {s['warmup']:g} s warm-up; closed loop "
+             f"concurrency {s['concurrency']}, open loop {s['rate']:g} req/s; generator: separate process (uvloop)"]
+    df = pd.DataFrame([asdict(r) for r in report["results"]])
+    cols = {"path": "path", "load": "load", "requests": "requests", "errors": "errors", "rps": "req/s",
+            "p50_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms",
+            "server_cpu_us_per_req": "server cpu us/req", "gen_cpu_pct": "gen cpu %",
+            "gen_lag_p99_ms": "gen lag p99 ms"}
+    for mode, title in (("closed", "closed loop (max throughput)"), ("open", "open loop (latency at a fixed rate)")):
+        part = df[df["mode"] == mode][list(cols)].rename(columns=cols)
+        if mode == "closed":
+            part = part.drop(columns=["gen lag p99 ms"])
+        lines += ["", f"== {title}", part.to_string(index=False, float_format=lambda v: f"{v:.3f}"
+                                                       if abs(v) < 100 else f"{v:.0f}")]
+    sm = report["summary"]
+    r, v = sm["ratios"], sm["verdict"]
+    lines += ["", "== ratios (closed-loop throughput)",
+              f"one-hop / direct   {_fmt(r['one_hop_vs_direct'])}",
+              f"mesh / direct      {_fmt(r['mesh_vs_direct'])}",
+              f"nginx / direct     {_fmt(r['nginx_vs_direct'])}",
+              f"one-hop / nginx    {_fmt(r['one_hop_vs_nginx'])}   target >= {TARGETS['one_hop_vs_nginx']:.2f}: "
+              f"{v['one_hop_vs_nginx']}",
+              "", f"== added latency over direct at {s['rate']:g} req/s (ms)",
+              f"{'path':<10}{'p50':>8}{'p90':>8}{'p99':>8}"]
+    for p, a in sm["added_over_direct_ms"].items():
+        lines.append(f"{p:<10}{a['p50']:8.3f}{a['p90']:8.3f}{a['p99']:8.3f}")
+    lines.append(f"mesh target: p90 <= {TARGETS['mesh_added_p90_ms']} ms: {v['mesh_added_p90_ms']}; "
+                 f"p99 <= {TARGETS['mesh_added_p99_ms']} ms: {v['mesh_added_p99_ms']}")
+    lines += ["", "== scale (fresh mesh in a fresh process; workload = app server + sidecar)"]
+    for sc in report["scale"]:
+        what = (f"{sc['workloads']} services x 1 replica" if sc["layout"] == "services"
+                else f"1 service x {sc['workloads']} replicas")
+        lines.append(f"{what:<28} up in {sc['seconds']:.3f} s, {sc['kb_per_workload']:.1f} KB RSS each "
+                     f"(RSS {sc['rss_before_mb']:.1f} -> {sc['rss_after_mb']:.1f} MB, {sc['open_fds']} fds), "
+                     f"first call {sc['first_call_ms']:.1f} ms, stop {sc['stop_seconds']:.3f} s")
+    if report["scale"]:
+        sc = report["scale"][0]
+        lo, hi = ENVOY_SIDECAR_MB
+        lines.append(f"call: {sc['call']}")
+        lines.append(f"an Envoy sidecar takes {lo}-{hi} MB: {lo * 1024 / max(sc['kb_per_workload'], 1e-9):.0f}x "
+                     f"or more the memory of a workload here (app and sidecar)")
+        lines.append(f"targets: up in <= {TARGETS['scale_seconds']:g} s: {v['scale_seconds']}; "
+                     f"<= {TARGETS['scale_kb_per_workload']:g} KB each: {v['scale_kb_per_workload']}")
+    lines += ["", "== targets"]
+    names = {"mesh_added_p90_ms": "mesh path adds <= 0.5 ms p90 at 1000/s",
+             "mesh_added_p99_ms": "mesh path adds <= 1.5 ms p99 at 1000/s",
+             "one_hop_vs_nginx": "one hop >= 70 % of nginx throughput",
+             "scale_seconds": "workloads up in <= 2 s", "scale_kb_per_workload": "<= 200 KB per workload"}
+    for key, label in names.items():
+        lines.append(f"{label:<42} {_fmt(sm['figures'][key], '.3f'):>9}  {v[key]}")
+    return "\n".join(lines)
+
+
+# -- command line -------------------------------------------------------------------------------
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so every ``finally`` runs (mesh, generator, nginx stopped)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see ``--help``)."""
+    ap = argparse.ArgumentParser(prog="python -m meshlab.bench", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short runs and 50 workloads (a smoke test)")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
+    ap.add_argument("--skip-nginx", action="store_true", help="do not run the nginx baseline")
+    ap.add_argument("--workloads", type=int, help="workloads for the scale test (default 500; --quick 50)")
+    ap.add_argument("--duration", type=float, help="seconds per measured run (default 3; --quick 0.5)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up before each run (default 1; --quick 0.2)")
+    ap.add_argument("--concurrency", type=int, default=32, help="closed-loop clients (default 32)")
+    ap.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s (default 1000)")
+    args = ap.parse_args(argv)
+    args.duration = args.duration or (0.5 if args.quick else 3.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.2 if args.quick else 1.0)
+    args.workloads = args.workloads or (50 if args.quick else 500)
+    if args.workloads < 1 or args.concurrency < 1 or args.rate <= 0 or args.duration <= 0:
+        ap.error("--workloads, --concurrency, --rate and --duration must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the report; 0 on success (targets missed still count as success)."""
+    args = parse_args(argv)
+    cmd = " ".join(["python -m meshlab.bench", *(sys.argv[1:] if argv is None else argv)])
+    print(f"$ {cmd}", flush=True)
+    with _sigterm_as_interrupt():
+        try:
+            with ExitStack() as stack:
+                print("measuring paths ...", flush=True)
+                results, nginx_version = measure_paths(args, stack)
+            print("measuring scale ...", flush=True)
+            scale = [measure_scale(args.workloads, "services"), measure_scale(args.workloads, "replicas")]
+        except KeyboardInterrupt:
+            print("interrupted: everything stopped", file=sys.stderr)
+            return 130
+    report: dict[str, Any] = {
+        "command": cmd, "machine": machine_info(nginx_version),
+        "settings": {"duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
+                     "rate": args.rate, "workloads": args.workloads},
+        "results": results, "scale": scale, "summary": summarize(results, scale),
+    }
+    print()
+    print(render(report), flush=True)
+    if args.json:
+        out = {**report, "results": [asdict(r) for r in results]}
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float) + "\n")
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
