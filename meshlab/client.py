@@ -16,6 +16,7 @@ later; ``propagation_headers(request)`` returns them.
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 from collections.abc import Mapping
 from typing import Any
@@ -87,10 +88,16 @@ class MeshClient:
         self.host, self.port, self.pools = host, port, pools
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, json: Any = None,
-                      content: bytes | str | None = None, params: Mapping[str, Any] | None = None) -> httpx.Response:
-        """Send one request; ``url`` names the service: ``http://cart/items``."""
+                      content: bytes | str | None = None, params: Mapping[str, Any] | None = None,
+                      timeout: float | None = None) -> httpx.Response:
+        """Send one request; ``url`` names the service: ``http://cart/items``. ``timeout``
+        (seconds) is the *application's* own timeout: when it expires ``httpx.TimeoutException``
+        is raised, as httpx does."""
         req = build_request(method, url, headers, json, content, params)
-        resp = await self.pools.send(self.host, self.port, req)
+        try:
+            resp = await asyncio.wait_for(self.pools.send(self.host, self.port, req), timeout)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"{method} {url}: no response within {timeout} s") from None
         return to_httpx(req.method, req.target, resp.status, resp.headers, resp.body)
 
     async def get(self, url: str, **kw: Any) -> httpx.Response:

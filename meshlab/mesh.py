@@ -27,8 +27,10 @@ import pandas as pd
 
 from .client import build_request, to_httpx
 from .config import ConfigStore, Resource, load
+from .control.analyze import Analysis, analyze
 from .control.networking import NetworkingCompiler
 from .control.pilot import Pilot
+from .control.proxy_config import proxy_view as _proxy_view
 from .control.registry import Registry, RegistryError
 from .load import LoadProgress, LoadResult, generate, plan, samples_frame
 from .proxy.gateway import IngressGateway
@@ -527,6 +529,33 @@ class Mesh:
         rows = [{"kind": r.kind, "namespace": r.namespace, "name": r.name, "apiVersion": r.api_version,
                  "warnings": len(r.warnings)} for r in self.config_store.list(kind)]
         return pd.DataFrame(rows, columns=["kind", "namespace", "name", "apiVersion", "warnings"])
+
+    def analyze(self) -> Analysis:
+        """Problems in the applied configuration, against the services running (``istioctl analyze``)."""
+        services: dict[str, dict[str, set[str]]] = {}
+        for svc in self.registry.services.values():
+            labels: dict[str, set[str]] = {}
+            for r in svc.replicas:
+                for k, v in r.labels.items():
+                    labels.setdefault(k, set()).add(v)
+            services[svc.fqdn] = labels
+        for host in self._dns:
+            services.setdefault(host, {})
+        return analyze(self.config_store.list(), services)
+
+    def proxy_config(self, workload: str, what: str = "routes") -> pd.DataFrame:
+        """One proxy's view of the configuration, like ``istioctl proxy-config``: ``routes``,
+        ``clusters`` or ``endpoints``. ``workload`` is a pod (``reviews-v1-0``), a service (its
+        first replica), ``curl`` (the client workload) or ``istio-ingressgateway``."""
+        if workload == "curl":
+            sc = self._client()
+        elif workload in ("istio-ingressgateway", "ingress"):
+            if self.ingress is None:
+                raise MeshError("the mesh is not started: call mesh.start() first")
+            sc = self.ingress
+        else:
+            sc = self.sidecar(workload)
+        return self._run(_proxy_view(sc, what))
 
     @property
     def ingress_url(self) -> str:

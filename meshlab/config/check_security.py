@@ -3,6 +3,7 @@ their schemas (the CRDs' CEL rules and Istio's Validate* functions, with Istio's
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from urllib.parse import urlparse
@@ -47,6 +48,7 @@ _PLAIN_KEYS = {"source.namespace", "source.principal", "request.auth.principal",
                "request.auth.presenter", "connection.sni", "source.trustDomain"}
 _IP_KEYS = {"source.ip", "remote.ip", "destination.ip"}
 _MAP_KEYS = ("request.headers[", "request.auth.claims[", "experimental.envoy.filters.")
+_ATTRIBUTES = _PLAIN_KEYS | _IP_KEYS | {"destination.port"}
 _MAP_KEY = re.compile(r"^[^\[\]]+(\[[^\[\]]+\])+$")
 
 
@@ -132,8 +134,9 @@ def _check_condition(key: str, values: list[str] | None, not_values: list[str] |
     if key.startswith(_MAP_KEYS):
         if not _MAP_KEY.match(key):
             c.error(f"invalid key {key!r}: expected a map key like request.headers[x-user]", "key")
-    elif key not in _PLAIN_KEYS | _IP_KEYS | {"destination.port"}:
-        c.error(f"unknown attribute: {key}", "key")
+    elif key not in _ATTRIBUTES:
+        close = difflib.get_close_matches(key, sorted(_ATTRIBUTES) + [k + "...]" for k in _MAP_KEYS], n=1)
+        c.error(f"unknown attribute: {key}" + (f"; did you mean {close[0]!r}?" if close else ""), "key")
     for field, items in (("values", values), ("notValues", not_values)):
         for index, value in enumerate(items or []):
             if key in _IP_KEYS:

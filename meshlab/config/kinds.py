@@ -89,8 +89,9 @@ def lookup_kind(api_version: str, kind: str) -> tuple[str, str] | None:
     if kind in KINDS and group == API_GROUPS[kind]:
         if version in SERVED_VERSIONS[group]:
             return None
-        served = ", ".join(f"{group}/{v}" for v in SERVED_VERSIONS[group])
-        return "apiVersion", f"{api_version} does not serve {kind}; use one of {served}"
+        first, *others = SERVED_VERSIONS[group]
+        served = f"{group}/{first}" + "".join(f", {v}" for v in others[:-1]) + f" or {others[-1]}"
+        return "apiVersion", f"{api_version} does not serve {kind}; use {served}"
     if kind in UNSUPPORTED_KINDS.get(group, ()):
         return "kind", f"kind {kind} is valid Istio but not supported by meshlab"
     if group in UNSUPPORTED_KINDS:
@@ -101,6 +102,6 @@ def lookup_kind(api_version: str, kind: str) -> tuple[str, str] | None:
     if kind in KINDS:
         return "apiVersion", f"{kind} belongs to {API_GROUPS[kind]}, not {api_version!r}"
     return "apiVersion", (
-        f"apiVersion {api_version!r} kind {kind!r} is not Istio configuration; "
+        f"{api_version} {kind} is not Istio configuration; "
         "meshlab loads networking.istio.io and security.istio.io resources"
     )

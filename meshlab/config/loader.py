@@ -129,7 +129,15 @@ def _stringify_keys(value: Any) -> Any:
 
 def _load_document(doc: YamlDocument, source: str, default_namespace: str,
                    problems: list[Problem]) -> Resource | None:
-    """Validate one document; append its problems; return the Resource if it is valid."""
+    """Validate one document; append its problems (in line order); return the Resource if it is valid."""
+    found: list[Problem] = []
+    resource = _validate_document(doc, source, default_namespace, found)
+    problems.extend(sorted(found, key=lambda p: p.line or 0))
+    return resource
+
+
+def _validate_document(doc: YamlDocument, source: str, default_namespace: str,
+                       problems: list[Problem]) -> Resource | None:
     problems.extend(doc.problems)
     data = doc.data
     if data is None:

@@ -27,7 +27,7 @@ def host_matches(pattern: str, host: str) -> bool:
     ``namespace/`` prefix (which namespaces' VirtualServices may bind) is ignored here."""
     pattern = pattern.split("/", 1)[1] if "/" in pattern else pattern
     host = strip_port(host).lower()
-    if pattern == "*":
+    if pattern == "*" or host == "*":  # host "*": listing every route (proxy-config)
         return True
     if pattern.startswith("*."):
         return host.endswith(pattern[1:])
