@@ -69,6 +69,7 @@ class Mesh:
         self.seed = seed
         self.namespace = namespace
         self._dns: dict[str, tuple[str, int]] = {}
+        self._t0 = time.monotonic()
         self.probe_period = probe_period
         self.clock = clock
         self.runtime = Runtime(f"meshlab-{id(self):x}")
@@ -102,6 +103,7 @@ class Mesh:
         if self.running:
             return self
         self.runtime.start()
+        self._t0 = time.monotonic()
         self.runtime.add_closer(self._close_all)
         self.runtime.run(self._start_client())
         return self
@@ -158,10 +160,11 @@ class Mesh:
     # -- workloads ----------------------------------------------------------------------------
     def deploy(self, name: str, app: Any, replicas: int = 1, version: str = "v1",
                labels: dict[str, str] | None = None, work: Work | None = None,
-               namespace: str | None = None) -> list[Replica]:
+               namespace: str | None = None, port: int = 80) -> list[Replica]:
         """Deploy ``app`` (any ASGI app, e.g. FastAPI) as service ``name`` at ``version`` with
         ``replicas`` pods, each with its sidecar. Deploying another version of the same service
-        adds a second Deployment behind the same Service."""
+        adds a second Deployment behind the same Service. ``port`` is the Service's port (what
+        ``destination.port.number`` in a VirtualService refers to; Bookinfo uses 9080)."""
         _check_name(name, "service name")
         _check_name(version, "version")
         if replicas < 0:
@@ -172,6 +175,10 @@ class Mesh:
                             f"mesh.restart({name!r}, app=...) to change it")
         pod_labels = {"app": name, "version": version, **(labels or {})}
         spec = (app, work or Work(), pod_labels)
+        existing = self.registry.services.get((ns, name))
+        if existing is not None and existing.port != port:
+            raise MeshError(f"deploy: service {name} already has port {existing.port}; all versions share it")
+        self.registry.ensure_service(name, ns, port)
         self._specs[(ns, name, version)] = spec
         return self._run(self._add_replicas(ns, name, version, replicas))
 
@@ -491,6 +498,39 @@ class Mesh:
         if last is not None:
             df = df.tail(last).reset_index(drop=True)
         return df
+
+    def stats(self, pod: str | None = None, contains: str = "") -> pd.DataFrame:
+        """Envoy-style counters of every proxy (or of one ``pod``), like ``/stats`` on each
+        sidecar's admin port: one row per (pod, stat, value); ``contains`` filters stat names."""
+
+        async def collect() -> list[tuple[str, str, int]]:
+            rows = []
+            for sc in self.all_sidecars():
+                if pod is not None and sc.name != pod:
+                    continue
+                rows.extend((sc.name, k, v) for k, v in sorted(sc.envoy_stats().items()) if contains in k)
+            return rows
+
+        return pd.DataFrame(self._run(collect()), columns=["pod", "stat", "value"])
+
+    def outlier_events(self) -> pd.DataFrame:
+        """Every ejection and return decided by outlier detection, in every client sidecar:
+        time (s since the mesh started), reporting pod, cluster, ejected pod, action, reason."""
+
+        async def collect() -> list[dict[str, Any]]:
+            rows = []
+            for sc in self.all_sidecars():
+                for cl in sc.clusters.values():
+                    if cl.outlier is None:
+                        continue
+                    for ev in cl.outlier.events:
+                        rows.append({"t": ev.t - self._t0, "reporter": sc.name, "cluster": ev.cluster,
+                                     "pod": ev.pod, "action": ev.action, "times_ejected": ev.times_ejected,
+                                     "ejection_s": ev.ejection_s, "reason": ev.reason})
+            return rows
+
+        cols = ["t", "reporter", "cluster", "pod", "action", "times_ejected", "ejection_s", "reason"]
+        return pd.DataFrame(self._run(collect()), columns=cols).sort_values("t", kind="stable").reset_index(drop=True)
 
     # -- configuration ------------------------------------------------------------------------
     def apply(self, source: str | Path | dict[str, Any] | list[Any]) -> ApplyResult:

@@ -33,9 +33,10 @@ import meshlab
 if TYPE_CHECKING:
     from ..mesh import Mesh
 
-__all__ = ["PRODUCTPAGE_TIMEOUT_S", "PRODUCTPAGE_RETRIES", "REVIEWS_TIMEOUT_S", "STAR_COLOR",
+__all__ = ["PORT", "PRODUCTPAGE_TIMEOUT_S", "PRODUCTPAGE_RETRIES", "REVIEWS_TIMEOUT_S", "STAR_COLOR",
            "productpage", "details", "reviews", "ratings", "deploy"]
 
+PORT = 9080  # every Bookinfo service listens on 9080
 PRODUCTPAGE_TIMEOUT_S = 0.3  # Bookinfo: 3 s
 PRODUCTPAGE_RETRIES = 1
 REVIEWS_TIMEOUT_S = 1.0  # Bookinfo: 10 s
@@ -177,9 +178,9 @@ def ratings(version: str = "v1") -> FastAPI:
 
 def deploy(mesh: Mesh, replicas: int = 1, reviews_versions: tuple[str, ...] = ("v1", "v2", "v3")) -> None:
     """Deploy Bookinfo in ``mesh``: productpage v1, details v1, reviews (v1, v2, v3), ratings v1,
-    each with ``replicas`` pods, labelled app/version as in Istio's sample."""
-    mesh.deploy("productpage", productpage(), replicas=replicas, version="v1")
-    mesh.deploy("details", details(), replicas=replicas, version="v1")
+    each with ``replicas`` pods, labelled app/version and on port 9080 as in Istio's sample."""
+    mesh.deploy("productpage", productpage(), replicas=replicas, version="v1", port=PORT)
+    mesh.deploy("details", details(), replicas=replicas, version="v1", port=PORT)
     for v in reviews_versions:
-        mesh.deploy("reviews", reviews(v), replicas=replicas, version=v)
-    mesh.deploy("ratings", ratings(), replicas=replicas, version="v1")
+        mesh.deploy("reviews", reviews(v), replicas=replicas, version=v, port=PORT)
+    mesh.deploy("ratings", ratings(), replicas=replicas, version="v1", port=PORT)

@@ -49,8 +49,7 @@ async def proxy_view(sc: Sidecar, what: str) -> pd.DataFrame:
     """The table for ``what`` (runs on the mesh loop)."""
     snap = sc.pilot.snapshot
     if what == "routes":
-        table = sc.outbound_filters[-1].route_table(_FakeStream(sc, snap)) if hasattr(
-            sc.outbound_filters[-1], "route_table") else None
+        table = sc.route_table(_FakeStream(sc, snap))  # type: ignore[arg-type]
         vhosts = snap.virtual_hosts if table is None else table
         rows = []
         for host, vh in sorted(vhosts.items()):
@@ -78,7 +77,8 @@ async def proxy_view(sc: Sidecar, what: str) -> pd.DataFrame:
             assert cl is not None
             for addr, h in cl.hosts.items():
                 rows.append({"endpoint": addr, "pod": h.endpoint.pod, "status": "HEALTHY" if h.healthy else "UNHEALTHY",
-                             "outlier_check": "OK" if not getattr(h, "ejected", False) else "FAILED", "cluster": name})
+                             "outlier_check": "FAILED" if cl.outlier is not None and cl.outlier.ejected(h) else "OK",
+                             "cluster": name})
         return pd.DataFrame(rows, columns=["endpoint", "pod", "status", "outlier_check", "cluster"])
     raise ValueError(f"proxy_config: what must be 'routes', 'clusters' or 'endpoints', not {what!r}")
 

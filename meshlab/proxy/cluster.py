@@ -10,10 +10,14 @@ still there keep their counters, new ones start at zero.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .circuit_breaker import CircuitBreaker, Limits
 from .lb import LoadBalancer, make_lb
+from .outlier import OutlierConfig, OutlierDetector
 
 __all__ = ["EndpointConfig", "ClusterConfig", "Host", "Cluster", "cluster_name"]
 
@@ -87,19 +91,44 @@ class Host:
 
 
 class Cluster:
-    """A sidecar's state for one cluster: hosts with counters, and the load balancer."""
+    """A sidecar's state for one cluster: hosts with counters, the load balancer, the circuit
+    breaker (connection-pool limits) and outlier detection."""
 
-    def __init__(self, config: ClusterConfig, rng: random.Random) -> None:
+    def __init__(self, config: ClusterConfig, rng: random.Random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rng = rng
+        self.clock = clock
         self.config = config
         self.hosts: dict[str, Host] = {}
         self.lb: LoadBalancer = make_lb(config.lb_policy, rng)
+        self.limits = Limits.from_policy(config.policy)
+        self.breaker = CircuitBreaker(self.limits)
+        oc = OutlierConfig.from_policy(config.policy)
+        self.outlier: OutlierDetector | None = OutlierDetector(oc, config.name, clock) if oc else None
         self.update(config)
+
+    def _update_policy(self, config: ClusterConfig) -> None:
+        limits = Limits.from_policy(config.policy)
+        if limits != self.limits:
+            old, self.limits = self.breaker, limits
+            self.breaker = CircuitBreaker(limits)
+            self.breaker.connections, self.breaker.requests = old.connections, old.requests
+            self.breaker.pending, self.breaker.retries, self.breaker.stats = old.pending, old.retries, old.stats
+        oc = OutlierConfig.from_policy(config.policy)
+        if oc is None:
+            self.outlier = None
+        elif self.outlier is None or self.outlier.config != oc:
+            previous = self.outlier
+            self.outlier = OutlierDetector(oc, config.name, self.clock)
+            if previous is not None:
+                self.outlier.state, self.outlier.events = previous.state, previous.events
 
     def update(self, config: ClusterConfig) -> None:
         """Apply a pushed configuration, keeping the counters of hosts still present."""
         if config.lb_policy != self.config.lb_policy:
             self.lb = make_lb(config.lb_policy, self.rng)
+        if config.policy is not self.config.policy:
+            self._update_policy(config)
         old = self.hosts
         self.hosts = {}
         for ep in config.endpoints:
@@ -112,8 +141,16 @@ class Cluster:
         self.config = config
 
     def healthy_hosts(self) -> list[Host]:
-        """Hosts a request may go to now."""
-        return [h for h in self.hosts.values() if h.healthy]
+        """Hosts a request may go to now: ready, and not ejected by outlier detection."""
+        hosts = [h for h in self.hosts.values() if h.healthy]
+        if self.outlier is not None:
+            hosts = self.outlier.available(hosts)
+        return hosts
+
+    def report(self, host: Host, status: int) -> None:
+        """Tell outlier detection how a request to ``host`` ended."""
+        if self.outlier is not None:
+            self.outlier.report(host, status, [h for h in self.hosts.values() if h.healthy])
 
     def choose(self, key: str | None = None, exclude: set[str] | None = None) -> Host | None:
         """Pick a host with the load balancer; None when no host is healthy (flag UH)."""

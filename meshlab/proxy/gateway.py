@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .filters.router import Router
 from .route import VirtualHost, strip_port
 from .sidecar import Sidecar
 
 if TYPE_CHECKING:
     from .stream import Stream
 
-__all__ = ["IngressGateway", "GatewayRouter", "host_matches"]
+__all__ = ["IngressGateway", "host_matches"]
 
 INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 
@@ -34,8 +33,18 @@ def host_matches(pattern: str, host: str) -> bool:
     return host == pattern.lower()
 
 
-class GatewayRouter(Router):
-    """A router whose route table is the gateways' own."""
+class IngressGateway(Sidecar):
+    """istio-ingressgateway: requests arrive on ``outbound`` (the edge listener) and are routed
+    with the tables of the Gateways that select it."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.labels = dict(INGRESS_LABELS)
+
+    @property
+    def url(self) -> str:
+        """Where clients outside the mesh send requests."""
+        return f"http://{self.outbound.address}"
 
     def route_table(self, stream: Stream) -> dict[str, VirtualHost]:
         snap = stream.snapshot
@@ -51,15 +60,3 @@ class GatewayRouter(Router):
         return table
 
 
-class IngressGateway(Sidecar):
-    """istio-ingressgateway: requests arrive on ``outbound`` (the edge listener)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.labels = dict(INGRESS_LABELS)
-        self.outbound_filters = [GatewayRouter()]
-
-    @property
-    def url(self) -> str:
-        """Where clients outside the mesh send requests."""
-        return f"http://{self.outbound.address}"

@@ -61,7 +61,8 @@ def compile_match(m: Any) -> Callable[[Request, Any], bool]:
     """A predicate ``(request, stream) -> bool`` for one ``HTTPMatchRequest``."""
     checks: list[Callable[[Request, Any], bool]] = []
     if m.uri is not None:
-        uri = compile_string_match(m.uri, bool(m.ignoreUriCase))
+        # ignoreUriCase applies to exact and prefix only (Envoy's case_sensitive ignores safe_regex)
+        uri = compile_string_match(m.uri, bool(m.ignoreUriCase) and m.uri.regex is None)
         checks.append(lambda req, s: uri(req.path.split("?", 1)[0]))
     if m.method is not None:
         method = compile_string_match(m.method)

@@ -239,20 +239,22 @@ class PoolSet:
     """One ``Pool`` per endpoint address, created on first use."""
 
     def __init__(self, **pool_options: float) -> None:
-        self.pools: dict[tuple[str, int], Pool] = {}
+        self.pools: dict[tuple[str, int, tuple[tuple[str, float], ...]], Pool] = {}
         self.options = pool_options
 
-    def get(self, host: str, port: int) -> Pool:
-        """The pool for ``host:port``."""
-        key = (host, port)
+    def get(self, host: str, port: int, options: dict[str, float] | None = None) -> Pool:
+        """The pool for ``host:port`` (one per distinct ``options``, e.g. a cluster's limits)."""
+        key = (host, port, tuple(sorted(options.items())) if options else ())
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(host, port, **self.options)  # type: ignore[arg-type]
+            opts = {**self.options, **(options or {})}
+            pool = self.pools[key] = Pool(host, port, **opts)  # type: ignore[arg-type]
         return pool
 
-    async def send(self, host: str, port: int, req: Request, target: str | None = None) -> Response:
+    async def send(self, host: str, port: int, req: Request, target: str | None = None,
+                   options: dict[str, float] | None = None) -> Response:
         """Send ``req`` to ``host:port`` through its pool."""
-        return await self.get(host, port).send(req, target)
+        return await self.get(host, port, options).send(req, target)
 
     def close(self) -> None:
         """Close every pool."""

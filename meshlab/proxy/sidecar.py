@@ -35,10 +35,11 @@ from ..telemetry.metrics import IstioMetrics
 from . import flags as F
 from .cluster import Cluster
 from .filters import HttpFilter, run_chain
-from .filters.router import InboundRouter, Router, strip_mesh_headers
+from .filters.fault import FaultFilter
+from .filters.router import InboundRouter, Router, resolve_route, strip_mesh_headers
 from .http1 import Headers, Listener, Request, Response, ServerConnection, local_reply
 from .pool import PoolSet
-from .route import Snapshot
+from .route import Snapshot, VirtualHost
 from .stream import Peer, Stream
 
 if TYPE_CHECKING:
@@ -67,12 +68,14 @@ class Sidecar:
         self.pools = PoolSet()
         self.app_pools = PoolSet()  # the local app's connections to this outbound listener
         self.clusters: dict[str, Cluster] = {}
-        self.outbound_filters: list[HttpFilter] = [Router()]
+        self.outbound_filters: list[HttpFilter] = [FaultFilter(), Router()]
         self.inbound_filters: list[HttpFilter] = [InboundRouter()]
         self.metrics = IstioMetrics()
         self.access_log = AccessLog()
         self.stats: Counter[str] = Counter()
         self.config_version = 0
+        #: the clock outlier detection uses (replace it in tests to move time by hand)
+        self.monotonic: Callable[[], float] = time.monotonic
         self.labels: dict[str, str] = dict(replica.labels) if replica is not None else {"app": identity.app}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -122,17 +125,24 @@ class Sidecar:
             return None
         state = self.clusters.get(name)
         if state is None:
-            state = self.clusters[name] = Cluster(config, self.rng)
+            state = self.clusters[name] = Cluster(config, self.rng, self.monotonic)
         elif state.config is not config:
             state.update(config)
         self.config_version = snapshot.version
         return state
 
     # -- data path ----------------------------------------------------------------------------
+    def route_table(self, stream: Stream) -> dict[str, VirtualHost] | None:
+        """The virtual hosts this proxy routes with (None: the mesh's; a gateway has its own)."""
+        return None
+
     async def _handle_outbound(self, req: Request, conn: ServerConnection) -> Response:
         stream = Stream(self, "outbound", req, self.pilot.snapshot, _addr(conn.peer))
         stream.source = self.identity
-        return await self._run(stream, self.outbound_filters, "source")
+        # Route selection happens before the filters run (Envoy's connection manager), so that
+        # filters such as fault injection can read the route's configuration.
+        no_route = resolve_route(stream, self.route_table(stream))
+        return await self._run(stream, self.outbound_filters if no_route is None else [], "source", no_route)
 
     async def _handle_inbound(self, req: Request, conn: ServerConnection) -> Response:
         stream = Stream(self, "inbound", req, self.pilot.snapshot, _addr(conn.peer))
@@ -141,12 +151,13 @@ class Sidecar:
         strip_mesh_headers(req.headers)
         return await self._run(stream, self.inbound_filters, "destination")
 
-    async def _run(self, stream: Stream, filters: list[HttpFilter], reporter: str) -> Response:
+    async def _run(self, stream: Stream, filters: list[HttpFilter], reporter: str,
+                   reply: Response | None = None) -> Response:
         req = stream.request
         if "x-request-id" not in req.headers:
             req.headers.add("x-request-id", str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
         try:
-            resp = await run_chain(filters, stream)
+            resp = reply if reply is not None else await run_chain(filters, stream)
         except asyncio.CancelledError:
             stream.flag(F.DC)
             stream.details = "downstream_remote_disconnect"
@@ -159,6 +170,8 @@ class Sidecar:
                 resp.headers.set("x-meshlab-upstream", stream.host.endpoint.pod)
             if stream.flags:
                 resp.headers.set("x-meshlab-response-flags", stream.response_flags)
+            if stream.attempts > 1:
+                resp.headers.set("x-meshlab-attempts", str(stream.attempts))
         stream.response = resp
         self._finish(stream, resp.status, reporter, len(req.body), len(resp.body))
         return resp
@@ -220,11 +233,7 @@ class Sidecar:
             return Response(200, Headers([("content-type", "text/plain; version=0.0.4")]),
                             self.metrics.prometheus_text())
         if path == "/stats":
-            lines = [f"{k}: {v}" for k, v in sorted(self.stats.items())]
-            for name, cl in sorted(self.clusters.items()):
-                for addr, h in cl.hosts.items():
-                    lines.append(f"cluster.{name}.{addr}.rq_active: {h.active_rq}")
-                    lines.append(f"cluster.{name}.{addr}.rq_total: {h.rq_total}")
+            lines = [f"{k}: {v}" for k, v in sorted(self.envoy_stats().items())]
             return local_reply(200, "\n".join(lines) + "\n")
         if path == "/clusters":
             return _json(self.clusters_view())
@@ -234,6 +243,26 @@ class Sidecar:
             return local_reply(200, "LIVE\n")
         return local_reply(404, "admin endpoints: /stats /stats/prometheus /clusters /config_dump /ready\n")
 
+    def envoy_stats(self) -> dict[str, int]:
+        """Envoy-style counters and gauges of this proxy (what ``/stats`` on the admin port lists):
+        request counts, per-cluster retries, timeouts, circuit-breaker overflows, outlier
+        ejections, and per host the requests active and total."""
+        out: dict[str, int] = dict(self.stats)
+        for name, cl in self.clusters.items():
+            for k, v in cl.breaker.stats.items():
+                out[f"cluster.{name}.{k}"] = v
+            out[f"cluster.{name}.circuit_breakers.default.rq_pending_open"] = int(cl.breaker.open)
+            out[f"cluster.{name}.upstream_rq_pending_active"] = len(cl.breaker.pending)
+            if cl.outlier is not None:
+                for k, v in cl.outlier.stats.items():
+                    out[f"cluster.{name}.outlier_detection.{k}"] = v
+                out[f"cluster.{name}.outlier_detection.ejections_active"] = cl.outlier.ejected_count
+            for addr, h in cl.hosts.items():
+                out[f"cluster.{name}.{addr}.rq_active"] = h.active_rq
+                out[f"cluster.{name}.{addr}.rq_total"] = h.rq_total
+                out[f"cluster.{name}.{addr}.rq_error"] = h.rq_error
+        return out
+
     def clusters_view(self) -> list[dict[str, object]]:
         """Per cluster and host: address, health, counters (Envoy admin /clusters)."""
         snap = self.pilot.snapshot
@@ -242,8 +271,10 @@ class Sidecar:
             cl = self.cluster(snap, name)
             assert cl is not None
             for addr, h in cl.hosts.items():
+                ejected = cl.outlier is not None and cl.outlier.ejected(h)
                 out.append({"cluster": name, "address": addr, "pod": h.endpoint.pod, "healthy": h.healthy,
-                            "rq_active": h.active_rq, "rq_total": h.rq_total, "rq_error": h.rq_error})
+                             "ejected": ejected, "rq_active": h.active_rq, "rq_total": h.rq_total,
+                             "rq_error": h.rq_error})
         return out
 
     def config_dump(self) -> dict[str, object]:

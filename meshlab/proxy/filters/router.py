@@ -15,20 +15,24 @@ not answer (crashed) -> 503 UF.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from ...config.duration import parse_duration
 from .. import flags as F
 from ..http1 import Headers, Request, Response, local_reply
 from ..pool import ConnectFailure, UpstreamReset
+from ..retry import Outcome, RetryPolicy
 from . import actions
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
+    from ..route import VirtualHost
     from ..stream import Stream
     from . import Next
 
-__all__ = ["Router", "InboundRouter", "PEER_HEADER", "pick_weighted"]
+__all__ = ["Router", "InboundRouter", "PEER_HEADER", "pick_weighted", "resolve_route"]
 
 #: Carries the caller's identity from the client sidecar to the server sidecar (Istio's
 #: metadata exchange uses x-envoy-peer-metadata[-id] for the same purpose on plaintext HTTP).
@@ -55,11 +59,12 @@ def pick_weighted(choices, rng):  # type: ignore[no-untyped-def]
     return choices[-1]
 
 
-async def send_upstream(stream: Stream, host_addr: tuple[str, int], req: Request) -> Response:
+async def send_upstream(stream: Stream, host_addr: tuple[str, int], req: Request,
+                        options: dict[str, float] | None = None) -> Response:
     """Send ``req`` to ``host_addr`` through the sidecar's pools, mapping failures to flags."""
     t0 = time.perf_counter()
     try:
-        resp = await stream.sidecar.pools.send(host_addr[0], host_addr[1], req, req.path)
+        resp = await stream.sidecar.pools.send(host_addr[0], host_addr[1], req, req.path, options)
     except ConnectFailure:
         stream.flag(F.UF)
         stream.details = "upstream_reset_before_response_started{connection_failure}"
@@ -74,6 +79,27 @@ async def send_upstream(stream: Stream, host_addr: tuple[str, int], req: Request
     return resp
 
 
+def resolve_route(stream: Stream, table: dict[str, VirtualHost] | None = None) -> Response | None:
+    """Pick the route for a request (Envoy's connection manager does this before the filters
+    run, so the fault filter can read the route). Returns a 404 NR reply when nothing matches."""
+    vhost = stream.snapshot.virtual_host(stream.authority, stream.sidecar.namespace, table)
+    if vhost is None:
+        stream.flag(F.NR)
+        stream.details = "route_not_found"
+        return local_reply(404, f"no route: {stream.authority!r} is not a service in the mesh\n")
+    route = vhost.select(stream.request, stream)
+    if route is None:
+        stream.flag(F.NR)
+        stream.details = "route_not_found"
+        return local_reply(404, f"no route: no route of {vhost.name} matches {stream.path}\n")
+    stream.route = route
+    return None
+
+
+#: flags that describe one try; cleared before the next try
+PER_TRY_FLAGS = frozenset({F.UF, F.UC, F.UT, F.UH, F.UO})
+
+
 class Router:
     """Outbound router: route, pick a cluster and a host, forward (see module docstring).
 
@@ -84,23 +110,15 @@ class Router:
 
     name = "envoy.filters.http.router"
 
-    def route_table(self, stream: Stream):  # type: ignore[no-untyped-def]
-        """The virtual hosts this proxy routes with (a gateway overrides this)."""
-        return None
-
     async def __call__(self, stream: Stream, next: Next) -> Response:
         sidecar = stream.sidecar
-        vhost = stream.snapshot.virtual_host(stream.authority, sidecar.namespace, self.route_table(stream))
-        if vhost is None:
-            stream.flag(F.NR)
-            stream.details = "route_not_found"
-            return local_reply(404, f"no route: {stream.authority!r} is not a service in the mesh\n")
-        route = vhost.select(stream.request, stream)
+        route = stream.route
         if route is None:
-            stream.flag(F.NR)
-            stream.details = "route_not_found"
-            return local_reply(404, f"no route: no route of {vhost.name} matches {stream.path}\n")
-        stream.route = route
+            no_route = resolve_route(stream, stream.sidecar.route_table(stream))
+            if no_route is not None:
+                return no_route
+            route = stream.route
+            assert route is not None
         http = route.action.get("http")
         if http is not None:
             if http.redirect is not None:
@@ -133,33 +151,126 @@ class Router:
         return resp
 
     async def upstream(self, stream: Stream, cluster: Cluster) -> Response:
-        """Send to the cluster (the resilience chapter wraps this with timeouts and retries)."""
-        return await self.forward(stream, cluster)
+        """Send to the cluster under the route's timeout and retry policy.
 
-    async def forward(self, stream: Stream, cluster: Cluster, exclude: set[str] | None = None) -> Response:
-        """One attempt: choose a host of ``cluster`` and send the request there."""
+        The route ``timeout`` (off unless set) spans every try: when it expires the request is
+        cancelled upstream and answered 504 UT. Tries follow the retry policy; a route with a
+        ``fault`` gets neither timeout nor retries (Istio's rule)."""
+        timeout, policy = self.policies(stream)
+        if timeout is None:
+            return await self.tries(stream, cluster, policy)
+        try:
+            return await asyncio.wait_for(self.tries(stream, cluster, policy), timeout)
+        except TimeoutError:
+            stream.flags[:] = [f for f in stream.flags if f not in PER_TRY_FLAGS]
+            stream.flag(F.UT)
+            stream.details = "upstream_response_timeout"
+            stream.sidecar.stats[f"cluster.{cluster.config.name}.upstream_rq_timeout"] += 1
+            return local_reply(504, "upstream request timeout")
+
+    @staticmethod
+    def policies(stream: Stream) -> tuple[float | None, RetryPolicy]:
+        """(route timeout, retry policy) of the stream's route, compiled once per route."""
+        route = stream.route
+        if route is None:
+            return None, NO_RETRIES
+        cached = route.action.get("_policies")
+        if cached is None:
+            http = route.action.get("http")
+            if http is None:
+                cached = (None, RetryPolicy())
+            elif http.fault is not None:
+                cached = (None, NO_RETRIES)
+            else:
+                timeout = parse_duration(http.timeout) if http.timeout else None
+                cached = (timeout, RetryPolicy.from_istio(http.retries, timeout))
+            route.action["_policies"] = cached
+        return cached
+
+    async def tries(self, stream: Stream, cluster: Cluster, policy: RetryPolicy) -> Response:
+        """The first try and the retries the policy allows (preferring hosts not yet tried)."""
+        stats = stream.sidecar.stats
+        prefix = f"cluster.{cluster.config.name}"
+        tried: set[str] = set()
+        n = 0
+        while True:
+            n += 1
+            stream.attempts = n
+            stream.flags[:] = [f for f in stream.flags if f not in PER_TRY_FLAGS]
+            resp, outcome = await self.one_try(stream, cluster, policy.per_try_timeout, tried)
+            if not policy.retriable(outcome):
+                if n > 1 and resp.status < 500:
+                    stats[f"{prefix}.upstream_rq_retry_success"] += 1
+                return resp
+            if n > policy.attempts:
+                if policy.attempts:
+                    stream.flag(F.URX)
+                    stats[f"{prefix}.upstream_rq_retry_limit_exceeded"] += 1
+                return resp
+            if not cluster.breaker.try_retry():
+                stats[f"{prefix}.upstream_rq_retry_overflow"] += 1
+                return resp
+            stats[f"{prefix}.upstream_rq_retry"] += 1
+            try:
+                await asyncio.sleep(policy.backoff(n, stream.sidecar.rng))
+            finally:
+                cluster.breaker.retry_done()
+
+    async def one_try(self, stream: Stream, cluster: Cluster, per_try_timeout: float | None,
+                      tried: set[str]) -> tuple[Response, Outcome]:
+        """One try: a host, a connection slot from the circuit breaker, the request."""
+        if per_try_timeout is None:
+            return await self.forward(stream, cluster, tried)
+        try:
+            return await asyncio.wait_for(self.forward(stream, cluster, tried), per_try_timeout)
+        except TimeoutError:
+            stream.flag(F.UT)
+            stream.details = "upstream_per_try_timeout"
+            if stream.host is not None:
+                cluster.report(stream.host, 504)
+            return local_reply(504, "upstream request timeout"), Outcome(0, "timeout")
+
+    async def forward(self, stream: Stream, cluster: Cluster,
+                      tried: set[str] | None = None) -> tuple[Response, Outcome]:
+        """Choose a host of ``cluster`` and send the request there."""
         key = actions.hash_key(stream, cluster) if cluster.config.hash_on else None
-        host = cluster.choose(key, exclude=exclude)
+        host = cluster.choose(key, exclude=tried)
         if host is None:
             stream.flag(F.UH)
             stream.details = "no_healthy_upstream"
-            return local_reply(503, "no healthy upstream")
+            return local_reply(503, "no healthy upstream"), Outcome(503, "no-host")
+        overflow = await cluster.breaker.acquire()
+        if overflow is not None:
+            stream.flag(F.UO)
+            stream.details = "upstream_overflow"
+            stream.sidecar.stats[f"cluster.{cluster.config.name}.{overflow}"] += 1
+            return local_reply(503, "upstream connect error or disconnect/reset before headers. reset reason: "
+                                    "overflow"), Outcome(503, "overflow")
         stream.host = host
+        ep = host.endpoint
+        if tried is not None:
+            tried.add(ep.address)
         req = stream.request
         req.headers.set(PEER_HEADER, stream.sidecar.identity.header_value())
-        ep = host.endpoint
+        req.headers.set("x-envoy-attempt-count", str(stream.attempts or 1))
         host.active_rq += 1
         host.rq_total += 1
         try:
-            resp = await send_upstream(stream, (ep.host, ep.port), req)
+            resp = await send_upstream(stream, (ep.host, ep.port), req, cluster.limits.pool_options)
         finally:
             host.active_rq -= 1
+            cluster.breaker.release()
         if resp.status >= 500:
             host.rq_error += 1
+        cluster.report(host, resp.status)
         cookie = stream.extra.get("set_cookie")
         if cookie:
             resp.headers.add("set-cookie", cookie)
-        return resp
+        failure = "connect-failure" if F.UF in stream.flags else ("reset" if F.UC in stream.flags else "")
+        return resp, Outcome(0 if failure else resp.status, failure, resp.headers.get("grpc-status"))
+
+
+NO_RETRIES = RetryPolicy(attempts=0)
 
 
 class InboundRouter:
