@@ -19,8 +19,17 @@ Each path is measured twice, after a short warm-up on the same connections:
 * *closed loop* (``--concurrency`` clients, 32 by default, each sending its next request when
   the previous one is answered): the maximum throughput of the path, in requests/s;
 * *open loop* (``--rate``, 1000 requests/s by default, on a fixed schedule): latency
-  percentiles p50/p90/p99 at a load the path sustains. Latency counts from each request's
-  *scheduled* start (see ``meshlab.load``), so a stalled server cannot hide its queue.
+  percentiles p50/p90/p99 at a load every path sustains.
+
+Two latencies are recorded per request. ``meshlab.load`` counts from the request's *scheduled*
+start, so a stalled server cannot hide its queue ("coordinated omission"). But the generator's
+event loop has timers of 1 ms resolution: it sends up to about a millisecond late (or a little
+early), the same on every path, which is as large as the differences measured here. So the
+generator also records when it really sent each request; "send" latency counts from there, and
+"lag" is real minus scheduled send time. In an open loop the generator never waits for a
+response before sending the next request, so the send latency still contains every queue
+in the mesh; it only leaves out the generator's own timer jitter. The *added latency over
+direct* (and its target) compares send latencies; the scheduled ones are printed beside them.
 
 Why the load comes from another process: the whole mesh (apps, sidecars, control plane) runs on
 one event-loop thread of this process. A generator in the same interpreter would share the
@@ -28,10 +37,12 @@ interpreter lock and the core with the servers it measures and steal exactly the
 measured. So the generator is a separate process (``multiprocessing``, "spawn" start method)
 with its own uvloop event loop and meshlab's own HTTP/1.1 client (``PoolSet``), driven by
 ``meshlab.load.generate``. It receives one command per run through a pipe and sends back the
-samples (numpy arrays of latencies and status codes), its own CPU time and, for the open loop,
-how late it started each request ("generator lag", the generator's own share of the latency).
-The server side's CPU time per request (this process, plus nginx for its path) is reported too:
-it is the cost of a hop independent of how many cores are free.
+samples (numpy arrays) and its own CPU time.
+
+Also reported per run: the server side's CPU time per request (this process, plus nginx on its
+path), the cost of a hop whatever the number of free cores; and the garbage collector's work in
+this process (``GcWatch``): a full collection walks every object the process tracks and stops
+every server of the mesh meanwhile, which is what shows in a p99.
 
 Scale: a fresh process starts an empty mesh, reads its resident memory (RSS), deploys
 ``--workloads`` workloads (500 services of one replica each: an app server plus a sidecar with
@@ -40,8 +51,9 @@ them. RSS after minus before, divided by the count, is what a workload adds (thi
 modules first imported by the first deployment, so it is an upper bound). One service with the
 same number of replicas is measured the same way for comparison.
 
-Every number is measured in the run that prints it; ratios compare paths measured minutes apart
-on the same machine. The figures vary by a few percent between runs, more on a busy machine.
+Every number is measured in the run that prints it; ratios compare paths measured seconds apart
+on the same machine. The figures vary by a few percent between runs, much more on a busy machine
+(the report says how busy the CPU was before the run).
 Nothing here runs in CI: tests only check that the benchmark completes and prints its tables.
 """
 
@@ -73,7 +85,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Path_", "RunResult", "Generator", "Nginx", "TARGETS", "make_echo_app", "measure_scale", "main"]
+__all__ = ["BenchPath", "RunResult", "GcWatch", "Generator", "Nginx", "TARGETS", "make_echo_app", "measure_scale", "main"]
 
 #: The targets of the issue; the printout marks each PASS or FAIL (tests never assert on them).
 TARGETS = {
@@ -100,7 +112,7 @@ def make_echo_app() -> Any:
 
 
 @dataclass(frozen=True)
-class Path_:
+class BenchPath:
     """Where the generator sends: ``host:port``, the request-target and the Host header."""
 
     name: str
@@ -133,6 +145,33 @@ class RunResult:
     gen_cpu_pct: float
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
+    gc_full: int = 0  # full (generation 2) garbage collections in the mesh process during the run
+    gc_max_ms: float = 0.0  # the longest garbage-collection pause in the mesh process
+
+
+class GcWatch:
+    """Counts the garbage collections of this process and their pauses (``gc.callbacks``): a
+    full collection walks every tracked object and stops every server of the mesh meanwhile."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.max_ms = 0.0
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        self.max_ms = max(self.max_ms, (time.perf_counter() - self._start) * 1000.0)
+        if info.get("generation") == 2:
+            self.full += 1
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 # -- the generator process ---------------------------------------------------------------------
@@ -227,7 +266,7 @@ class Generator:
             raise RuntimeError(f"load generator failed:\n{value}")
         return value
 
-    def run(self, path: Path_, *, concurrency: int | None = None, rate: float | None = None,
+    def run(self, path: BenchPath, *, concurrency: int | None = None, rate: float | None = None,
             duration: float) -> dict[str, Any]:
         """Drive ``path`` for ``duration`` seconds; returns the raw samples (see ``_drive``)."""
         return self._call("run", {"host": path.host, "port": path.port, "target": path.target,
@@ -440,7 +479,7 @@ def measure_scale(n: int, layout: str = "services", timeout: float = 300.0) -> d
     except EOFError:
         raise RuntimeError(f"scale process died (exit code {p.exitcode})") from None
     finally:
-        p.join(10)
+        p.join(5)
         if p.is_alive():
             p.terminate()
             p.join(5)
@@ -457,14 +496,15 @@ def _cpu_seconds(pid: int | None) -> float:
     return float(t.user + t.system)
 
 
-def _measure(gen: Generator, path: Path_, mode: str, value: float, duration: float, warmup: float,
+def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration: float, warmup: float,
              server_pids: list[int | None]) -> RunResult:
     """Warm up, then measure one path in one mode; server CPU is read around the measured run."""
     kw: dict[str, Any] = {"concurrency": int(value)} if mode == "closed" else {"rate": value}
     if warmup > 0:
         gen.run(path, duration=warmup, **kw)
     cpu0 = sum(_cpu_seconds(p) for p in server_pids)
-    raw = gen.run(path, duration=duration, **kw)
+    with GcWatch() as gcw:
+        raw = gen.run(path, duration=duration, **kw)
     cpu = sum(_cpu_seconds(p) for p in server_pids) - cpu0
     gen.reset()
     lat, status, send, lag = raw["latency_ms"], raw["status"], raw["send_ms"], raw["lag_ms"]
@@ -479,6 +519,7 @@ def _measure(gen: Generator, path: Path_, mode: str, value: float, duration: flo
         send_p50_ms=s50, send_p90_ms=s90, send_p99_ms=s99,
         server_cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
         gen_cpu_pct=100.0 * raw["cpu_s"] / elapsed if elapsed > 0 else 0.0, lag_p50_ms=l50, lag_p99_ms=l99,
+        gc_full=gcw.full, gc_max_ms=gcw.max_ms,
     )
 
 
@@ -489,7 +530,9 @@ def _pct(values: np.ndarray | None, qs: tuple[float, ...]) -> list[float]:
 
 
 def machine_info(nginx_version: str | None) -> dict[str, Any]:
-    """Cores, CPU model, OS, Python, uvloop and nginx versions."""
+    """Cores, CPU model, OS, Python, uvloop and nginx versions, and how busy the machine is
+    (CPU used by other processes over half a second, load average) before the run."""
+    import psutil
     import uvloop
 
     model = platform.processor() or platform.machine()
@@ -503,7 +546,8 @@ def machine_info(nginx_version: str | None) -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cores": usable, "cpu": model, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "uvloop": uvloop.__version__, "nginx": nginx_version,
-            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "busy_pct": float(psutil.cpu_percent(interval=0.5))}
 
 
 def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str | None) -> list[RunResult]:
@@ -521,16 +565,16 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
     assert mesh.client_sidecar is not None
     outbound = mesh.client_sidecar.outbound
     paths = [
-        Path_("direct", replica.server.host, replica.server.port, "/echo"),
-        Path_("one-hop", inbound.host, inbound.port, "/echo"),
-        Path_("mesh", outbound.host, outbound.port, "http://echo/echo"),
+        BenchPath("direct", replica.server.host, replica.server.port, "/echo"),
+        BenchPath("one-hop", inbound.host, inbound.port, "/echo"),
+        BenchPath("mesh", outbound.host, outbound.port, "http://echo/echo"),
     ]
     nginx: Nginx | None = None
     if nginx_binary:
         nginx = Nginx(nginx_binary, replica.server.address)
         stack.callback(nginx.stop)
         nginx.start()
-        paths.append(Path_("nginx", "127.0.0.1", nginx.port, "/echo"))
+        paths.append(BenchPath("nginx", "127.0.0.1", nginx.port, "/echo"))
     check = mesh.call("echo", "/echo")
     if check.status_code != 200:
         raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
@@ -607,7 +651,9 @@ def render(report: dict[str, Any]) -> str:
     m, s, sm = report["machine"], report["settings"], report["summary"]
     r, v = sm["ratios"], sm["verdict"]
     lines = [f"machine: {m['cores']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, uvloop {m['uvloop']}, "
-             f"nginx: {m['nginx'] or 'not used'}; load average at start {m['loadavg']}",
+             f"nginx: {m['nginx'] or 'not used'}",
+             f"before the run: CPU {m['busy_pct']:.0f} % busy, load average {m['loadavg']}"
+             + ("  (WARNING: other processes are running; the figures will be noisy)" if m["busy_pct"] > 10 else ""),
              f"settings: {s['duration']:g} s per run after {s['warmup']:g} s warm-up; closed loop concurrency "
              f"{s['concurrency']}, open loop {s['rate']:g} req/s; load generator in a separate process (uvloop)"]
     rows = [asdict(x) for x in report["results"]]
@@ -615,13 +661,16 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "== closed loop (max throughput; latency in ms)",
               _table([x for x in rows if x["mode"] == "closed"],
                      {**common, "p50_ms": "p50", "p90_ms": "p90", "p99_ms": "p99",
-                      "server_cpu_us_per_req": "server cpu us/req", "gen_cpu_pct": "gen cpu %"})]
-    lines += ["", f"== open loop at {s['rate']:g} req/s (ms; p*: from scheduled start, send p*: from actual send, "
-                  "lag: generator's own delay)",
+                      "server_cpu_us_per_req": "server cpu us/req", "gen_cpu_pct": "gen cpu %",
+                      "gc_full": "full gc", "gc_max_ms": "gc max ms"})]
+    lines += ["", f"== open loop at {s['rate']:g} req/s (latency in ms from the scheduled start; send p*: from the "
+                  "actual send; lag: actual - scheduled send, < 0 = early: the generator's timers have 1 ms "
+                  "resolution)",
               _table([x for x in rows if x["mode"] == "open"],
                      {**common, "p50_ms": "p50", "p90_ms": "p90", "p99_ms": "p99", "send_p50_ms": "send p50",
                       "send_p90_ms": "send p90", "send_p99_ms": "send p99", "lag_p50_ms": "lag p50",
-                      "lag_p99_ms": "lag p99", "server_cpu_us_per_req": "server cpu us/req"})]
+                      "lag_p99_ms": "lag p99", "server_cpu_us_per_req": "server cpu us/req",
+                      "gc_full": "full gc", "gc_max_ms": "gc max ms"})]
     lines += ["", "== ratios (closed-loop throughput)",
               f"one-hop / direct   {_fmt(r['one_hop_vs_direct'])}",
               f"mesh / direct      {_fmt(r['mesh_vs_direct'])}",

@@ -28,16 +28,19 @@ import pandas as pd
 from .client import build_request, to_httpx
 from .config import ConfigStore, Resource, load
 from .control.analyze import Analysis, analyze
+from .control.ca import CertificateAuthority
 from .control.networking import NetworkingCompiler
 from .control.pilot import Pilot
 from .control.proxy_config import proxy_view as _proxy_view
 from .control.registry import Registry, RegistryError
+from .control.security import SecurityCompiler
 from .load import LoadProgress, LoadResult, generate, plan, samples_frame
 from .proxy.gateway import IngressGateway
 from .proxy.pool import PoolSet
 from .proxy.sidecar import Sidecar
 from .proxy.stream import Peer
 from .runtime import AppServer, Runtime
+from .security.agent import IstioAgent
 from .telemetry.accesslog import FIELDS as ACCESS_LOG_FIELDS
 from .workload import Replica, Work
 
@@ -62,16 +65,19 @@ class Mesh:
     model). ``probe_period`` is how long a crashed replica keeps receiving traffic before its
     readiness probe fails and it leaves the endpoints (Kubernetes: 10 s period x 3 failures;
     scaled down here). ``clock`` returns wall time for logs (inject a fake one in tests).
+    ``cert_ttl`` is the lifetime of workload certificates in seconds (Istio: 24 h); they are
+    renewed at half their life.
     """
 
     def __init__(self, seed: int = 0, namespace: str = "default", probe_period: float = 0.5,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cert_ttl: float = 24 * 3600.0) -> None:
         self.seed = seed
         self.namespace = namespace
         self._dns: dict[str, tuple[str, int]] = {}
         self._t0 = time.monotonic()
         self.probe_period = probe_period
         self.clock = clock
+        self.cert_ttl = cert_ttl
         self.runtime = Runtime(f"meshlab-{id(self):x}")
         self._reset_state()
 
@@ -81,7 +87,9 @@ class Mesh:
         self.config_store = ConfigStore()
         self.networking = NetworkingCompiler(self.config_store, self._dns)
         self.pilot.hooks.append(self.networking)
+        self.pilot.hooks.append(SecurityCompiler(self.config_store, self.networking.created))
         self.config_store.subscribe(lambda _store: self.pilot.invalidate())
+        self.ca = CertificateAuthority(workload_ttl=self.cert_ttl)
         self.client_sidecar: Sidecar | None = None
         self.ingress: IngressGateway | None = None
         self._externals: dict[str, AppServer] = {}
@@ -112,12 +120,14 @@ class Mesh:
         ns = self.namespace
         peer = Peer("curl", ns, "curl", "unknown", spiffe_id(ns, "curl"), "curl")
         sc = Sidecar(self.pilot, peer, ns, self._rng("sidecar", "curl"), clock=self.clock)
+        self._attach_agent(sc)
         await sc.start()
         self.client_sidecar = sc
         gw_peer = Peer("istio-ingressgateway", "istio-system", "istio-ingressgateway", "unknown",
                        spiffe_id("istio-system", "istio-ingressgateway-service-account"), "istio-ingressgateway")
         self.ingress = IngressGateway(self.pilot, gw_peer, "istio-system", self._rng("sidecar", "ingress"),
                                       clock=self.clock)
+        self._attach_agent(self.ingress)
         await self.ingress.start()
 
     async def _close_all(self) -> None:
@@ -197,6 +207,8 @@ class Mesh:
             peer = Peer(replica.workload, ns, name, version, spiffe_id(ns, sa), replica.name)
             replica.sidecar = Sidecar(self.pilot, peer, ns, self._rng("sidecar", ns, replica.name), replica,
                                       clock=self.clock)
+            replica.sidecar.port = self.registry.service(name, ns).port
+            self._attach_agent(replica.sidecar)
             await replica.server.start()
             await replica.sidecar.start()
             self._pods[replica.name if ns == self.namespace else f"{ns}/{replica.name}"] = replica
@@ -289,6 +301,34 @@ class Mesh:
         self._later(self.probe_period, self._mark_unready, replica)
         if restart_after is not None:
             self._later(restart_after, lambda r: loop.create_task(self._arestart_pod(r)), replica)
+
+    def _attach_agent(self, sc: Sidecar) -> None:
+        """Give a proxy its istio-agent (certificates are issued on first use)."""
+        sc.agent = IstioAgent(self.ca, sc.identity.principal, sc.name, ttl=self.cert_ttl,
+                              schedule=lambda delay, fn: self._later(delay, fn))
+
+    def certificates(self) -> pd.DataFrame:
+        """Every workload certificate the mesh CA issued: identity, pod, serial, validity."""
+        rows = [{"pod": c.pod, "identity": c.identity, "serial": f"{c.serial:x}"[:16],
+                 "not_before": c.not_before, "not_after": c.not_after,
+                 "ttl_s": (c.not_after - c.not_before).total_seconds()} for c in list(self.ca.issued)]
+        return pd.DataFrame(rows, columns=["pod", "identity", "serial", "not_before", "not_after", "ttl_s"])
+
+    def certificate(self, name: str, replica: int = 0) -> Any:
+        """The current workload certificate of a proxy (a ``WorkloadCert``; issued now if the
+        proxy has none yet). ``name``: service, pod, ``curl`` or ``istio-ingressgateway``."""
+        if name == "curl":
+            sc = self._client()
+        elif name == "istio-ingressgateway" and self.ingress is not None:
+            sc = self.ingress
+        else:
+            sc = self.sidecar(name, replica)
+        assert sc.agent is not None
+
+        async def get() -> Any:
+            return sc.agent.certificate()  # type: ignore[union-attr]
+
+        return self._run(get())
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -383,17 +423,33 @@ class Mesh:
         return self.client_sidecar
 
     async def _call(self, service: str, path: str, method: str, headers: dict[str, str] | None,
-                    json: Any, content: bytes | str | None) -> httpx.Response:
+                    json: Any, content: bytes | str | None, sidecar: bool = True) -> httpx.Response:
         sc = self._client()
         url = f"http://{service}{path if path.startswith('/') else '/' + path}"
         req = build_request(method, url, headers, json, content)
-        resp = await self._pools.send(sc.outbound.host, sc.outbound.port, req)
+        if sidecar:
+            resp = await self._pools.send(sc.outbound.host, sc.outbound.port, req)
+            return to_httpx(req.method, url, resp.status, resp.headers, resp.body)
+        # A client without a sidecar: plaintext, straight to one replica's inbound listener.
+        reps = [r for r in self.registry.service(service.split(".")[0], self.namespace).replicas if r.ready]
+        if not reps or reps[0].sidecar is None:
+            raise MeshError(f"call: no ready replica of {service}")
+        inbound = reps[0].sidecar.inbound
+        req.target = req.path
+        try:
+            resp = await self._pools.send(inbound.host, inbound.port, req)
+        except ConnectionError as exc:
+            raise ConnectionError(f"{service} refused a plaintext connection (is its PeerAuthentication STRICT?): "
+                                  f"{exc}") from None
         return to_httpx(req.method, url, resp.status, resp.headers, resp.body)
 
     def call(self, service: str, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None,
-             json: Any = None, content: bytes | str | None = None, timeout: float | None = 60.0) -> httpx.Response:
-        """One request from the client workload (through its sidecar) to ``service``."""
-        return self._run(self._call(service, path, method, headers, json, content), timeout)
+             json: Any = None, content: bytes | str | None = None, timeout: float | None = 60.0,
+             sidecar: bool = True) -> httpx.Response:
+        """One request from the client workload (through its sidecar) to ``service``. With
+        ``sidecar=False`` the request comes from a workload *without* a sidecar: plaintext,
+        straight to a replica (what a STRICT PeerAuthentication refuses)."""
+        return self._run(self._call(service, path, method, headers, json, content, sidecar), timeout)
 
     async def acall(self, service: str, path: str = "/", method: str = "GET",
                     headers: dict[str, str] | None = None, json: Any = None,

@@ -119,83 +119,96 @@ def save(fig: Figure, name: str) -> Path:
 FEATURES = ["login", "listing", "details", "cart", "checkout", "payment"]
 
 
+def _side_points(a: tuple[float, float, float, float], b: tuple[float, float, float, float],
+                 gap: float = 0.5) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Start and end points of an arrow from box ``a`` to box ``b`` through their facing sides."""
+    ax_, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ca, cb = (ax_ + aw / 2, ay + ah / 2), (bx + bw / 2, by + bh / 2)
+    if abs(cb[0] - ca[0]) >= abs(cb[1] - ca[1]):
+        sgn = 1 if cb[0] > ca[0] else -1
+        return (ca[0] + sgn * (aw / 2 + gap), ca[1]), (cb[0] - sgn * (bw / 2 + gap), cb[1])
+    sgn = 1 if cb[1] > ca[1] else -1
+    return (ca[0], ca[1] + sgn * (ah / 2 + gap)), (cb[0], cb[1] - sgn * (bh / 2 + gap))
+
+
 def monolith_vs_microservices() -> Figure:
     """Left: one deployable with six features. Right: six services and their call edges."""
     fig, ax = canvas("One monolith vs six microservices")
-    ax.plot([47, 47], [5, 43], color="#bbbbbb", linewidth=1, linestyle=":")
+    ax.plot([46, 46], [4, 43], color="#bbbbbb", linewidth=1, linestyle=":")
 
     # Left: the monolith.
     ax.text(23, 42.5, "Monolith: one process, one deploy, one database", ha="center", fontsize=10,
             color="#333333")
-    box(ax, 5, 7, 36, 32, "shop (one deployable)", kind="monolith", bold=True, va="top")
+    box(ax, 4, 8, 37, 31, "shop (one deployable)", kind="monolith", bold=True, va="top")
     for i, feat in enumerate(FEATURES):
         col, row = i % 3, i // 3
-        box(ax, 7.5 + col * 11.2, 24 - row * 11, 9, 7, feat, kind="app", fontsize=9.5)
-    ax.text(23, 9.5, "features call each other in memory", ha="center", fontsize=8.5, color="#555555",
+        box(ax, 6.5 + col * 11.7, 24.5 - row * 11, 9.5, 7, feat, kind="app", fontsize=9.5)
+    ax.text(22.5, 10.3, "features call each other in memory", ha="center", fontsize=8.5, color="#555555",
             style="italic")
-    box(ax, 16, 2.2, 14, 3.2, "one shared DB", kind="client", fontsize=8.5)
+    box(ax, 13.5, 2.2, 18, 3.4, "one shared database", kind="client", fontsize=8.5)
 
-    # Right: the microservices, each its own process.
-    ax.text(75, 42.5, "Microservices: one process and deploy per service", ha="center", fontsize=10,
+    # Right: the microservices, each its own process, called over the network.
+    ax.text(74, 42.5, "Microservices: a process and a deploy per service", ha="center", fontsize=10,
             color="#333333")
-    pos = {
-        "storefront": (52, 28), "listing": (68, 36), "details": (68, 22),
-        "checkout": (52, 10), "cart": (68, 4.5), "payment": (84, 10), "login": (84, 30),
+    w, h = 12.0, 5.6
+    boxes = {
+        "browser": (48.5, 20.3, 7.5, h),
+        "storefront": (62, 30.8, w, h), "login": (62, 20.3, w, h), "checkout": (62, 9.8, w, h),
+        "listing": (83, 36, w, h), "details": (83, 25.6, w, h), "cart": (83, 15, w, h),
+        "payment": (83, 4.6, w, h),
     }
-    w, h = 12, 6
-    for svc, (x, y) in pos.items():
-        box(ax, x, y, w, h, svc, kind="client" if svc in ("storefront", "checkout") else "app", fontsize=9.5)
-    edges = [("storefront", "listing"), ("storefront", "details"), ("checkout", "cart"),
-             ("checkout", "payment"), ("checkout", "login"), ("storefront", "login")]
-
-    def edge_points(a: str, b: str) -> tuple[tuple[float, float], tuple[float, float]]:
-        ax_, ay = pos[a]
-        bx, by = pos[b]
-        ca = (ax_ + w / 2, ay + h / 2)
-        cb = (bx + w / 2, by + h / 2)
-        # leave and enter through the facing sides (horizontal if mostly horizontal, else vertical)
-        if abs(cb[0] - ca[0]) >= abs(cb[1] - ca[1]) * 1.2:
-            sgn = 1 if cb[0] > ca[0] else -1
-            return (ca[0] + sgn * (w / 2 + 0.4), ca[1]), (cb[0] - sgn * (w / 2 + 0.6), cb[1])
-        sgn = 1 if cb[1] > ca[1] else -1
-        return (ca[0], ca[1] + sgn * (h / 2 + 0.4)), (cb[0], cb[1] - sgn * (h / 2 + 0.6))
-
-    for a, b in edges:
-        s, e = edge_points(a, b)
-        arrow(ax, s, e, color=REQUEST, lw=1.4)
-    ax.text(75, 1.4, "entry points (grey) call services over the network: HTTP, by name", ha="center",
+    for name, (x, y, bw, bh) in boxes.items():
+        label = "web UI\n(storefront)" if name == "storefront" else name
+        box(ax, x, y, bw, bh, label, kind="client" if name in ("browser", "storefront") else "app",
+            fontsize=9 if name != "storefront" else 8.5)
+    for target in ("storefront", "login", "checkout"):
+        s, e = _side_points(boxes["browser"], boxes[target])
+        arrow(ax, s, e, color="#808080", lw=1.2, dashed=True)
+    for a, b in [("storefront", "listing"), ("storefront", "details"), ("checkout", "cart"),
+                 ("checkout", "payment")]:
+        s, e = _side_points(boxes[a], boxes[b])
+        arrow(ax, s, e, color=REQUEST, lw=1.5)
+    ax.text(74, 1.0, "each arrow is an HTTP call to a service by name, over the network", ha="center",
             fontsize=8.5, color="#555555", style="italic")
     return fig
 
 
 def sidecar_pattern() -> Figure:
     """A pod (app + istio-proxy) with all traffic through the sidecar; istiod pushes config."""
-    fig, ax = canvas("The sidecar pattern: every request in or out passes through the proxy")
+    fig, ax = canvas("The sidecar pattern: all traffic in and out passes through the proxy")
 
-    # istiod on top
-    box(ax, 38, 36, 24, 7, "istiod (control plane)", kind="control", bold=True)
-    # the pod
-    box(ax, 26, 8, 48, 22, "pod  reviews-v1-0", kind="group", va="top", fontsize=9.5, dashed=True)
-    box(ax, 29, 11, 17, 14, "app container\n\nbusiness logic only\n(FastAPI service)", kind="app")
-    box(ax, 54, 11, 17, 14, "istio-proxy\n(Envoy sidecar)\n\nretries, timeouts,\nmTLS, metrics, logs",
-        kind="proxy")
-    arrow(ax, (50, 36), (62.5, 25.8), color=CONFIG, lw=1.6, dashed=True,
-          label="config push (xDS):\nroutes, clusters,\nendpoints, certificates", label_offset=(-9.5, 0.5))
+    box(ax, 45, 36.5, 24, 6.5, "istiod (control plane)", kind="control", bold=True)
+    ax.text(30, 39.7, "config push (xDS): routes, clusters,\nendpoints, certificates", ha="center",
+            va="center", fontsize=8.5, color=CONFIG)
+    box(ax, 12, 8, 58, 24, "", kind="group", dashed=True)
+    ax.text(13.5, 30.2, "pod reviews-v1-0", ha="left", va="center", fontsize=9.5, color="#333333")
+    box(ax, 15, 11, 20, 16, "app container\n\nbusiness logic only\n(FastAPI service)", kind="app")
+    box(ax, 48, 11, 18, 16, "istio-proxy\n(Envoy sidecar)\n\nrouting, retries,\ntimeouts, mTLS,\nmetrics, logs",
+        kind="proxy", fontsize=9.5)
 
-    # app <-> sidecar over localhost
-    arrow(ax, (46.5, 20), (53.4, 20), color=REQUEST, label="outbound", label_offset=(0, 1.2))
-    arrow(ax, (53.4, 15), (46.5, 15), color=RESPONSE, label="inbound", label_offset=(0, -1.3))
-    ax.text(50, 11.6, "localhost", ha="center", fontsize=8, color="#555555", style="italic")
+    # inbound: caller -> sidecar -> app
+    box(ax, 81, 22, 16, 7, "caller\n(another pod)", kind="client", fontsize=9.5)
+    arrow(ax, (80.6, 24.5), (66.6, 24.5), color=RESPONSE)
+    arrow(ax, (47.4, 24.5), (35.6, 24.5), color=RESPONSE)
+    ax.text(75.5, 26.0, "inbound", ha="center", fontsize=8.5, color=RESPONSE)
+    ax.text(41.5, 26.0, "inbound", ha="center", fontsize=8.5, color=RESPONSE)
 
-    # other services
-    box(ax, 3, 14, 15, 8, "caller\n(another pod)", kind="client", fontsize=9.5)
-    box(ax, 82, 14, 15, 8, "called service\n(its own sidecar)", kind="client", fontsize=9.5)
-    arrow(ax, (18.4, 16), (53.4, 12.5), color=RESPONSE, rad=0.12,
-          label="inbound traffic is captured\n(iptables) by the sidecar", label_offset=(-6, -4.8))
-    arrow(ax, (71.4, 18), (81.6, 18), color=REQUEST, label="outbound", label_offset=(0, 1.2))
+    # outbound: app -> sidecar -> called service
+    box(ax, 81, 10, 16, 7, "called service\n(its own sidecar)", kind="client", fontsize=9.5)
+    arrow(ax, (35.6, 13.5), (47.4, 13.5), color=REQUEST)
+    arrow(ax, (66.6, 13.5), (80.6, 13.5), color=REQUEST)
+    ax.text(41.5, 12.0, "outbound", ha="center", fontsize=8.5, color=REQUEST)
+    ax.text(75.5, 12.0, "outbound", ha="center", fontsize=8.5, color=REQUEST)
+    ax.text(41.5, 19.0, "localhost", ha="center", fontsize=8, color="#555555", style="italic")
+    arrow(ax, (57, 36.2), (57, 27.7), color=CONFIG, dashed=True, lw=1.6)  # drawn last: on top of the pod
 
+    ax.text(41, 5.6, "iptables rules in the pod send every connection in and out through the sidecar;\n"
+            "the app never talks to the network directly", ha="center", va="center", fontsize=8.5,
+            color="#555555", style="italic")
     legend(ax, [("app", "app"), ("proxy", "sidecar proxy"), ("control", "control plane"),
-                (REQUEST, "outbound request"), (RESPONSE, "inbound request"), (CONFIG, "configuration")])
+                (REQUEST, "outbound request"), (RESPONSE, "inbound request"), (CONFIG, "configuration")],
+           y=1.5)
     return fig
 
 
@@ -203,52 +216,46 @@ def request_path() -> Figure:
     """The life of one request through two sidecars, and the response back."""
     fig, ax = canvas("Life of a request: app -> two sidecars -> app, and back")
 
-    # two pods
-    box(ax, 1.5, 9, 44.5, 33, "client pod", kind="group", va="top", dashed=True, fontsize=9.5)
-    box(ax, 54, 9, 44.5, 33, "server pod", kind="group", va="top", dashed=True, fontsize=9.5)
+    box(ax, 1.5, 9, 44.5, 33, "", kind="group", dashed=True)
+    box(ax, 54, 9, 44.5, 33, "", kind="group", dashed=True)
+    ax.text(3, 40.2, "client pod", ha="left", va="center", fontsize=9.5, color="#333333")
+    ax.text(55.5, 40.2, "server pod", ha="left", va="center", fontsize=9.5, color="#333333")
 
-    y, h = 25, 8
-    box(ax, 3.5, y, 7, h, "client\napp", kind="app", fontsize=9)
-    stages_out = [(13.5, "outbound\nlistener"), (22.5, "HTTP filters\n(fault)"), (31.5, "router\n(route)"),
-                  (40.5 - 2.0, "")]
-    for x, text in stages_out[:3]:
-        box(ax, x, y, 7.5, h, text, kind="proxy", fontsize=8.5)
-    box(ax, 39.5, y, 5.5, h, "cluster\nLB,\nretries", kind="proxy", fontsize=8)
-    box(ax, 56, y, 8, h, "inbound\nlistener", kind="proxy", fontsize=8.5)
-    box(ax, 66.5, y, 9, h, "HTTP filters\n(authn,\nauthz)", kind="proxy", fontsize=8.5)
-    box(ax, 78, y, 8, h, "inbound\nrouter", kind="proxy", fontsize=8.5)
-    box(ax, 89, y, 7.5, h, "server\napp", kind="app", fontsize=9)
+    y, h = 24, 10
+    stages = [  # (x, width, text, kind)
+        (3, 6, "client\napp", "app"),
+        (11, 8, "outbound\nlistener", "proxy"),
+        (21, 7.5, "HTTP\nfilters\n(fault)", "proxy"),
+        (30.5, 6, "router", "proxy"),
+        (38.5, 6.5, "cluster\n(load\nbalancer)", "proxy"),
+        (56, 8, "inbound\nlistener", "proxy"),
+        (66, 8, "HTTP\nfilters\n(authn,\nauthz)", "proxy"),
+        (76, 8, "inbound\nrouter", "proxy"),
+        (86, 10.5, "server\napp", "app"),
+    ]
+    for x, w, text, kind in stages:
+        box(ax, x, y, w, h, text, kind=kind, fontsize=8.5)
+    up, down = y + h - 1.2, y + 1.2
+    for (x1, w1, *_), (x2, *_) in zip(stages, stages[1:], strict=False):
+        arrow(ax, (x1 + w1 + 0.35, up), (x2 - 0.35, up), color=REQUEST, lw=1.4)
+        arrow(ax, (x2 - 0.35, down), (x1 + w1 + 0.35, down), color=RESPONSE, lw=1.4)
+    ax.text(50.2, up + 2.6, "[mTLS]", ha="center", fontsize=8, color="#555555")
+    ax.text(50.2, up + 1.2, "request", ha="center", fontsize=8, color=REQUEST)
+    ax.text(50.2, down - 1.3, "response", ha="center", fontsize=8, color=RESPONSE)
 
-    xs = [(10.7, 13.3), (21.2, 22.3), (30.2, 31.3), (39.2, 39.3 + 0.0), (45.2, 55.8), (64.2, 66.3),
-          (75.7, 77.8), (86.2, 88.8)]
-    ym = y + h - 2.2
-    for a, b in xs:
-        if b - a > 0.05:
-            arrow(ax, (a, ym), (b, ym), color=REQUEST, lw=1.4)
-    ax.text(50.5, ym + 1.4, "[mTLS]", ha="center", fontsize=8, color="#555555")
-    ax.text(50.5, ym - 1.5, "request", ha="center", fontsize=8.5, color=REQUEST)
+    box(ax, 3, 12, 41.5, 8,
+        "client sidecar: pick the route (VirtualService) and\ncluster, load-balance over endpoints, retry,\n"
+        "time out, circuit-break (DestinationRule)", kind="client", fontsize=8.3)
+    box(ax, 55.5, 12, 41.5, 8,
+        "server sidecar: terminate mTLS, check the caller\n(PeerAuthentication, AuthorizationPolicy),\n"
+        "then hand the request to the local app", kind="client", fontsize=8.3)
 
-    # response path below
-    yr = y + 2.0
-    arrow(ax, (88.8, yr), (55.8, yr), color=RESPONSE, lw=1.4)
-    arrow(ax, (55.8, yr - 0.001), (55.8, yr - 0.001), color=RESPONSE, lw=0.1, style="-")
-    arrow(ax, (45.2, yr), (10.9, yr), color=RESPONSE, lw=1.4)
-    ax.text(50.5, yr - 1.5, "response", ha="center", fontsize=8.5, color=RESPONSE)
-
-    # what each sidecar does, and telemetry at the end of the stream
-    box(ax, 3.5, 11.5, 40.5, 8,
-        "client sidecar: pick route (VirtualService) and cluster,\nload-balance over endpoints, "
-        "retry, time out,\ncircuit-break (DestinationRule)", kind="client", fontsize=8.3)
-    box(ax, 56, 11.5, 40.5, 8,
-        "server sidecar: terminate mTLS, check identity\n(PeerAuthentication) and policy "
-        "(AuthorizationPolicy),\nthen hand the request to the local app", kind="client", fontsize=8.3)
-
-    box(ax, 18, 1.5, 64, 5,
-        "when the response is sent, each sidecar writes an access-log line and Istio metrics\n"
+    box(ax, 17, 1.3, 66, 5,
+        "at the end of each request, both sidecars write an access-log line and Istio metrics\n"
         "(reporter=\"source\" on the client side, reporter=\"destination\" on the server side)",
         kind="telemetry", fontsize=8.5)
-    arrow(ax, (24, 11.2), (28, 6.9), color="#2e7d32", lw=1.2)
-    arrow(ax, (76, 11.2), (72, 6.9), color="#2e7d32", lw=1.2)
+    arrow(ax, (23.5, 11.6), (27, 6.7), color="#2e7d32", lw=1.2)
+    arrow(ax, (76.5, 11.6), (73, 6.7), color="#2e7d32", lw=1.2)
     return fig
 
 
@@ -257,41 +264,47 @@ def istio_architecture() -> Figure:
     fig, ax = canvas("Istio architecture: data plane and control plane")
 
     # control plane
-    box(ax, 3, 25, 40, 18, "control plane: istiod (one process)", kind="control", va="top", bold=True,
-        fontsize=10)
-    box(ax, 5, 27, 11.5, 10, "pilot\n\nservice discovery,\nconfig push (xDS)", kind="group", fontsize=8.5)
-    box(ax, 18.2, 27, 11.5, 10, "galley\n\nvalidates Istio\nconfig (YAML)", kind="group", fontsize=8.5)
-    box(ax, 31.4, 27, 10, 10, "citadel\n\nCA: issues\ncertificates", kind="group", fontsize=8.5)
+    box(ax, 2, 24, 42, 19, "control plane: istiod (one process)", kind="control", va="top", bold=True)
+    parts = [(3.5, "pilot\n\nservice discovery,\nconfig push (xDS)"),
+             (17.2, "galley\n\nvalidates Istio\nconfig (YAML)"),
+             (30.9, "citadel\n\nCA: issues\ncertificates")]
+    for x, text in parts:
+        box(ax, x, 26, 12, 11, text, kind="group", fontsize=8.3)
 
-    box(ax, 5, 6, 17, 8, "operator\nkubectl apply -f vs.yaml", kind="client", fontsize=9)
-    arrow(ax, (13.5, 14.3), (23.9, 26.6), color=CONFIG, label="Istio YAML", label_offset=(-5.5, 0.8))
-    box(ax, 25, 6, 17, 8, "service registry\n(Kubernetes Services\nand endpoints)", kind="client", fontsize=9)
-    arrow(ax, (33.5, 14.3), (14, 26.6), color=ARROW, label="watch", label_offset=(4.2, -2.6))
+    box(ax, 2.5, 6, 18.5, 8, "you:\nkubectl apply -f\nreviews-route.yaml", kind="client", fontsize=8.5)
+    arrow(ax, (14, 14.4), (21.5, 25.6), color=CONFIG, label="Istio YAML", label_offset=(-5.5, 0.3))
+    box(ax, 24.5, 6, 19, 8, "service registry\n(Kubernetes Services\nand endpoints)", kind="client",
+        fontsize=8.5)
+    arrow(ax, (30, 14.4), (10, 25.6), color=ARROW, label="watch", label_offset=(6.5, -1.6))
 
-    # data plane
-    box(ax, 52, 5, 45, 38, "data plane: one Envoy sidecar per pod", kind="group", va="top", bold=True,
-        fontsize=10, dashed=True)
-    pods = [("frontend", 55, 27), ("reviews-v1", 77, 27), ("reviews-v2", 77, 8.5), ("ratings", 55, 8.5)]
-    centers = {}
-    for name, x, y in pods:
-        box(ax, x, y, 17, 10.5, f"pod {name}", kind="group", va="top", fontsize=8.5, lw=1.0)
-        box(ax, x + 1, y + 1, 7, 6, "app", kind="app", fontsize=8.5)
-        box(ax, x + 9, y + 1, 7, 6, "proxy", kind="proxy", fontsize=8.5)
-        centers[name] = (x + 12.5, y + 4)
-    # traffic between sidecars (mTLS)
-    arrow(ax, (72.2, 31), (85.8, 31), color=REQUEST, lw=1.4)
-    arrow(ax, (88, 26.2), (88, 19.2), color=REQUEST, lw=1.4)
-    arrow(ax, (76.8, 13), (72.2, 13), color=REQUEST, lw=1.4)
-    ax.text(80.5, 22.5, "mTLS between\nsidecars", ha="center", fontsize=8, color=REQUEST)
+    # data plane: bookinfo-like pods, proxies facing the middle so traffic goes proxy to proxy
+    box(ax, 53, 5, 45, 38, "", kind="group", dashed=True)
+    ax.text(75.5, 41, "data plane: one Envoy sidecar per pod", ha="center", va="center", fontsize=10,
+            fontweight="bold", color="#1a1a1a")
+    pw, ph = 19, 11
+    pods = {"productpage": (55, 25.5, "right"), "reviews-v1": (77, 25.5, "left"),
+            "ratings": (55, 8, "right"), "reviews-v2": (77, 8, "left")}
+    proxy_box = {}
+    for name, (x, y, side) in pods.items():
+        box(ax, x, y, pw, ph, "", kind="group", lw=1.0)
+        ax.text(x + pw / 2, y + ph - 1.5, f"pod {name}", ha="center", va="center", fontsize=8.5)
+        app_x, proxy_x = (x + 1, x + 10) if side == "right" else (x + 10, x + 1)
+        box(ax, app_x, y + 1, 8, 6.3, "app", kind="app", fontsize=8.5)
+        proxy_box[name] = box(ax, proxy_x, y + 1, 8, 6.3, "proxy", kind="proxy", fontsize=8.5)
+    for a, b in [("productpage", "reviews-v1"), ("productpage", "reviews-v2"), ("reviews-v2", "ratings")]:
+        s, e = _side_points(proxy_box[a], proxy_box[b], gap=0.6)
+        arrow(ax, s, e, color=REQUEST, lw=1.5)
+    ax.text(75.5, 22.5, "mTLS between sidecars", ha="center", fontsize=8, color=REQUEST,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
 
-    # config push from istiod to each sidecar
-    arrow(ax, (43.2, 37), (63.5, 35.2), color=CONFIG, dashed=True, lw=1.4,
-          label="routes, clusters,\nendpoints (xDS)", label_offset=(-1.5, 2.4))
-    arrow(ax, (43.2, 30), (64, 16.5), color=CONFIG, dashed=True, lw=1.4,
-          label="certificates\n(SPIFFE identity)", label_offset=(-4.5, -2.8))
+    # istiod pushes to every sidecar
+    arrow(ax, (44.5, 38.5), (52.6, 38.5), color=CONFIG, dashed=True, lw=1.6)
+    arrow(ax, (44.5, 29), (52.6, 29), color=CONFIG, dashed=True, lw=1.6)
+    ax.text(48.5, 35.3, "config\n(xDS)", ha="center", va="center", fontsize=8, color=CONFIG)
+    ax.text(48.5, 26.0, "certs\n(SPIFFE)", ha="center", va="center", fontsize=8, color=CONFIG)
 
     legend(ax, [("app", "app"), ("proxy", "sidecar (Envoy)"), ("control", "istiod"),
-                (REQUEST, "service traffic"), (CONFIG, "config and certificates")])
+                (REQUEST, "service traffic"), (CONFIG, "config and certificates")], y=1.5)
     return fig
 
 

@@ -10,8 +10,8 @@ misbehaviour is known in advance::
 
     with Mesh(seed=0) as mesh:
         mesh.deploy("httpbin", make_app(), replicas=2)
-        mesh.call("httpbin", "/status/200,503").status_code     # 200 or 503, seeded
-        mesh.call("httpbin", "/flaky/fail/2").status_code       # 503, 503, then 200 (per replica)
+        mesh.call("httpbin", "/status/200,500").status_code     # 200 or 500, seeded
+        mesh.call("httpbin", "/flaky/fail/2").status_code       # each replica fails its first 2
 
 ==========================  ====================================================================
 endpoint                    what it is for in the guide
@@ -42,6 +42,11 @@ app uses its own ``random.Random(seed)``. A request for a single status code dra
 ``/flaky/fail`` counters live in the app instance, keyed by replica name (``httpbin-v1-0``;
 ``"local"`` outside a mesh) and by the ``key`` query parameter, so each replica fails its own
 first ``n`` requests, as separate pods would; ``?key=...`` starts an independent count.
+
+Mind Istio's default retry policy: the caller's sidecar retries a 503 twice (three tries in all)
+before giving up, so ``mesh.call`` shows the outcome *after* retries, while the access log of
+the replicas' sidecars (``mesh.access_log(reporter="destination")``) shows every try. Use 500
+(``/status/500``) for a failure that is not retried by default.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def check_client_tls(tls: ClientTLSSettings, c: Checker) -> None:
 def check_gateway(spec: Gateway, c: Checker) -> None:
     """All Gateway rules; findings go to ``c``."""
     if dns_label_error(c.name, "name"):
-        c.error(f"invalid gateway name: {c.name!r} (use a DNS label: lowercase letters, digits and '-')")
+        c.error(f"invalid gateway name: {c.name!r} (a gateway name is a DNS label: no dots)")
     if not spec.servers:
         c.error("gateway must have at least one server", "servers")
     names: set[str] = set()
@@ -342,7 +342,7 @@ def _check_endpoints(spec: ServiceEntry, resolution: str, c: Checker) -> None:
             e.error(f"endpoint address {address!r} is not a valid FQDN or an IP address", "address")
         for name, number in (endpoint.ports or {}).items():
             e.error(port_error(number), "ports", name)
-            if len(name) >= 63 or dns_label_error(name.lower(), "port name"):
+            if len(name) >= 63 or dns_label_error(name, "port name"):
                 e.error("port name must be valid", "ports", name)
             elif resolution in ("STATIC", "DNS", "DNS_ROUND_ROBIN") and name not in port_names:
                 e.error(f"endpoint port {name} is not defined by the service entry", "ports", name)

@@ -18,7 +18,7 @@ from .checks import (
     port_error,
     regex_error,
 )
-from .duration import show
+from .errors import show
 from .virtual_service import (
     CorsPolicy,
     Headers,

@@ -34,7 +34,7 @@ __all__ = [
     "DNS_LABEL",
 ]
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")  # Istio's IsDNS1123Label allows capitals
 _HOST_LABEL = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 _WILDCARD_LABEL = re.compile(r"^(\*|(\*|\*-)?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -89,9 +89,9 @@ def port_error(number: int | None) -> str | None:
 
 
 def dns_label_error(value: str, what: str) -> str | None:
-    """A lowercase RFC 1123 label such as a namespace or subset name (at most 63 characters)."""
+    """An RFC 1123 label such as a subset or port name: letters, digits and '-', at most 63 characters."""
     if len(value) > 63 or not DNS_LABEL.match(value):
-        return f"{what} {value!r} is invalid: use lowercase letters, digits and '-' (like 'v1' or 'canary')"
+        return f"{what} {value!r} is invalid: use letters, digits and '-' (like 'v1' or 'canary')"
     return None
 
 

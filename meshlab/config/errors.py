@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Problem", "ConfigError", "ResourceNotFound", "MeshlabConfigWarning"]
+__all__ = ["Problem", "ConfigError", "ResourceNotFound", "MeshlabConfigWarning", "show"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,16 @@ class ResourceNotFound(ConfigError, KeyError):
 
 class MeshlabConfigWarning(UserWarning):
     """A field that is valid Istio but that meshlab accepts without simulating it (or an Istio warning)."""
+
+
+def show(value: Any, limit: int = 40) -> str:
+    """Render a YAML value the way a learner wrote it: 'text', 5, true, null, [...]."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -61,7 +61,7 @@ _SHORT_NAMES = {
 
 def _plural(kind: str) -> str:
     lower = kind.lower()
-    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
+    return lower[:-1] + "ies" if lower.endswith("y") and lower[-2] not in "aeiou" else lower + "s"
 
 
 _ALIASES: dict[str, str] = {}

@@ -60,17 +60,19 @@ def load(source: Source, *, default_namespace: str = "default") -> list[Resource
     warnings for fields meshlab does not simulate (also emitted as MeshlabConfigWarning).
     """
     resources: list[Resource] = []
+    created: list[Resource] = []
     problems: list[Problem] = []
     for name, document in _documents(source, problems):
-        if isinstance(document, Resource):
+        if isinstance(document, Resource):  # validated already; its warnings were emitted then
             resources.append(document)
             continue
         resource = _load_document(document, name, default_namespace, problems)
         if resource is not None:
             resources.append(resource)
+            created.append(resource)
     if problems:
         raise ConfigError(problems)
-    for resource in resources:
+    for resource in created:
         for warning in resource.warnings:
             warnings.warn(f"{resource.kind} {resource.namespace}/{resource.name}: {warning}",
                           MeshlabConfigWarning, stacklevel=2)
@@ -117,11 +119,16 @@ def _file_documents(path: Path, problems: list[Problem]) -> Iterable[tuple[str, 
         yield str(path), document
 
 
+def _key_text(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return key if isinstance(key, str) else str(key)
+
+
 def _stringify_keys(value: Any) -> Any:
     """Kubernetes turns every mapping key into a string (``80:`` -> ``"80"``); do the same for dicts."""
     if isinstance(value, dict):
-        return {k if isinstance(k, str) else str(k).lower() if isinstance(k, bool) else str(k): _stringify_keys(v)
-                for k, v in value.items()}
+        return {_key_text(k): _stringify_keys(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_stringify_keys(v) for v in value]
     return value

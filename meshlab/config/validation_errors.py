@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .duration import show
-from .errors import Problem
+from .errors import Problem, show
 from .paths import field_names, format_loc, model_at, suggest, walk_loc
 from .yaml_source import Loc, line_of
 
@@ -65,7 +64,9 @@ def describe_error(error: dict[str, Any], loc: Loc, root: Any) -> str:
               "greater_than": (">", "gt"), "less_than": ("<", "lt")}
     if kind in bounds:
         op, key = bounds[kind]
-        return f"must be {op} {ctx.get(key)} (got {show(value)})"
+        bound = ctx.get(key)
+        bound_text = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"must be {op} {bound_text} (got {show(value)})"
     if kind in ("too_short", "string_too_short"):
         least = ctx.get("min_length", 1)
         if least == 1:

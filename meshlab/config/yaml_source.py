@@ -99,6 +99,7 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
+        """Python data for ``node``; records the line of every mapping key and list item below ``loc``."""
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves "<<" merge keys
             out: dict[str, Any] = {}

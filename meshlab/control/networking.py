@@ -119,7 +119,7 @@ class NetworkingCompiler:
             policy = dr.spec.trafficPolicy
             name, src = lb_policy(policy)
             clusters[base.name] = ClusterConfig(base.name, base.service, base.port, "", base.endpoints, name, src,
-                                                policy, source)
+                                                policy, source, _tls_mode(policy))
             for subset in dr.spec.subsets or []:
                 labels = dict(subset.labels or {})
                 eps = tuple(e for e in base.endpoints if _selects(labels, e))
@@ -127,7 +127,7 @@ class NetworkingCompiler:
                 name, src = lb_policy(eff)
                 cname = cluster_name("outbound", base.port, subset.name, base.service)
                 clusters[cname] = ClusterConfig(cname, base.service, base.port, subset.name, eps, name, src, eff,
-                                                source)
+                                                source, _tls_mode(eff))
 
     # -- ServiceEntry -----------------------------------------------------------------------
     def service_entries(self, clusters: dict[str, ClusterConfig], vhosts: dict[str, VirtualHost]) -> None:
@@ -210,6 +210,14 @@ class NetworkingCompiler:
         if port is None:
             port = next((c.port for c in clusters.values() if c.service == host), 80)
         return cluster_name("outbound", port, dest.subset or "", host)
+
+
+def _tls_mode(policy: Any) -> str:
+    """DestinationRule ``tls.mode`` for the client side: ISTIO_MUTUAL, DISABLE or AUTO (unset).
+    SIMPLE and MUTUAL (TLS with your own certificates) are accepted but not simulated: AUTO."""
+    tls = getattr(policy, "tls", None) if policy is not None else None
+    mode = getattr(tls, "mode", None) if tls is not None else None
+    return mode if mode in ("ISTIO_MUTUAL", "DISABLE") else "AUTO"
 
 
 def _selects(labels: dict[str, str], ep: EndpointConfig) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..proxy.cluster import ClusterConfig, cluster_name
 from ..proxy.route import Route, Snapshot, VirtualHost, WeightedCluster
@@ -32,6 +33,8 @@ class Draft:
     gateways: dict[str, dict[str, VirtualHost]] = field(default_factory=dict)
     #: per Gateway: (selector labels, hosts its servers expose)
     gateway_servers: dict[str, tuple[dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
+    #: compiled security policies and anything else a build step adds (by name)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 #: A build step: refines a draft (Istio configuration applied over the registry's defaults).
@@ -82,4 +85,4 @@ class Pilot:
             hook(self, draft)
         self.version += 1
         self.pushes += 1
-        return Snapshot(self.version, vhosts, clusters, draft.gateways, draft.gateway_servers)
+        return Snapshot(self.version, vhosts, clusters, draft.gateways, draft.gateway_servers, draft.extra)

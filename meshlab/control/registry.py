@@ -107,6 +107,6 @@ class Registry:
             out.append(EndpointConfig(
                 host=lst.host, port=lst.port, pod=r.name, workload=r.workload, service=svc.fqdn,
                 namespace=r.namespace, version=r.version, labels=tuple(sorted(r.labels.items())),
-                healthy=r.ready,
+                healthy=r.ready, principal=r.sidecar.identity.principal,
             ))
         return tuple(out)

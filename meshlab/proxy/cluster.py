@@ -40,6 +40,8 @@ class EndpointConfig:
     version: str
     labels: tuple[tuple[str, str], ...]
     healthy: bool = True
+    #: the SPIFFE identity the endpoint's sidecar presents ("" for endpoints without a sidecar)
+    principal: str = ""
 
     @property
     def address(self) -> str:
@@ -68,6 +70,8 @@ class ClusterConfig:
     policy: Any = field(default=None, compare=False)
     #: where the configuration came from (``destinationrule/default/reviews``), for proxy-config
     source: str = ""
+    #: DestinationRule ``tls.mode``: ISTIO_MUTUAL, DISABLE, or AUTO (unset: auto mTLS)
+    tls_mode: str = "AUTO"
 
 
 class Host:

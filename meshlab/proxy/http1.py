@@ -390,6 +390,9 @@ class Listener:
         self.connections: set[ServerConnection] = set()
         self.closing = False
         self._server: asyncio.AbstractServer | None = None
+        #: builds the protocol of each accepted connection (default: a plain ``ServerConnection``;
+        #: a sidecar's inbound listener sets one that also speaks mutual TLS)
+        self.protocol_factory: Callable[[], asyncio.Protocol] | None = None
 
     @property
     def address(self) -> str:
@@ -400,7 +403,8 @@ class Listener:
         """Start accepting connections (idempotent)."""
         if self._server is None:
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(lambda: ServerConnection(self.handler, self), sock=self.sock)
+            factory = self.protocol_factory or (lambda: ServerConnection(self.handler, self))
+            self._server = await loop.create_server(factory, sock=self.sock)
 
     async def close(self) -> None:
         """Stop accepting and close every connection (idempotent)."""

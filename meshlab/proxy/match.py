@@ -8,7 +8,8 @@ A route's list of match blocks is ORed by the route (``Route.matches_request``).
 String conditions (``StringMatch``) are ``exact``, ``prefix`` or ``regex``; a regex must match
 the *whole* value (Envoy uses RE2 full matches; Python's ``re.fullmatch`` is the stand-in). A
 header condition with an empty StringMatch (``end-user: {}``) means "header present". Header
-names are lowercase, as Envoy sees them.
+names are lowercase, as Envoy sees them. ``ignoreUriCase`` makes exact and prefix URI matches
+case-insensitive; a regex stays case-sensitive (Istio: "only in the case of exact and prefix").
 """
 
 from __future__ import annotations

@@ -26,8 +26,10 @@ benchmark's load generator.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 import time
 from collections import deque
+from typing import Any
 
 import httptools
 
@@ -151,12 +153,17 @@ class Pool:
     ``maxConnections`` limits."""
 
     def __init__(self, host: str, port: int, idle_timeout: float = 2.0, max_idle: int = 64,
-                 connect_timeout: float = 10.0, max_requests_per_connection: int = 0) -> None:
+                 connect_timeout: float = 10.0, max_requests_per_connection: int = 0,
+                 ssl: ssl_module.SSLContext | None = None, expect_principal: str = "") -> None:
         self.host, self.port = host, port
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
         self.max_requests_per_connection = max_requests_per_connection
+        #: TLS: the client context (mutual TLS with the workload certificate) and the SPIFFE
+        #: identity the server must present
+        self.ssl = ssl
+        self.expect_principal = expect_principal
         self.idle: deque[UpstreamConnection] = deque()
         self.connections: set[UpstreamConnection] = set()
         self.opened = 0
@@ -178,11 +185,18 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl),
                 self.connect_timeout,
             )
         except (TimeoutError, OSError) as exc:
             raise ConnectFailure(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
+        if self.ssl is not None and self.expect_principal:
+            from .tls import principal_of
+
+            got = principal_of(conn.transport.get_extra_info("peercert")) if conn.transport else None
+            if got != self.expect_principal:
+                conn.close()
+                raise ConnectFailure(f"server identity mismatch: expected {self.expect_principal}, got {got}")
         self.connections.add(conn)
         self.opened += 1
         return conn
@@ -239,10 +253,10 @@ class PoolSet:
     """One ``Pool`` per endpoint address, created on first use."""
 
     def __init__(self, **pool_options: float) -> None:
-        self.pools: dict[tuple[str, int, tuple[tuple[str, float], ...]], Pool] = {}
+        self.pools: dict[tuple[str, int, tuple[tuple[str, Any], ...]], Pool] = {}
         self.options = pool_options
 
-    def get(self, host: str, port: int, options: dict[str, float] | None = None) -> Pool:
+    def get(self, host: str, port: int, options: dict[str, Any] | None = None) -> Pool:
         """The pool for ``host:port`` (one per distinct ``options``, e.g. a cluster's limits)."""
         key = (host, port, tuple(sorted(options.items())) if options else ())
         pool = self.pools.get(key)
@@ -252,7 +266,7 @@ class PoolSet:
         return pool
 
     async def send(self, host: str, port: int, req: Request, target: str | None = None,
-                   options: dict[str, float] | None = None) -> Response:
+                   options: dict[str, Any] | None = None) -> Response:
         """Send ``req`` to ``host:port`` through its pool."""
         return await self.get(host, port, options).send(req, target)
 

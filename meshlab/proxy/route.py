@@ -121,6 +121,7 @@ class Snapshot:
 
     gateways: dict[str, dict[str, VirtualHost]] = field(default_factory=dict)
     gateway_servers: dict[str, tuple[dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def virtual_host(self, authority: str, namespace: str, table: dict[str, VirtualHost] | None = None
                      ) -> VirtualHost | None:

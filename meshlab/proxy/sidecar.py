@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..security.peer_authentication import effective_mode
 from ..telemetry.accesslog import AccessLog, AccessLogEntry
 from ..telemetry.metrics import IstioMetrics
 from . import flags as F
@@ -41,10 +44,12 @@ from .http1 import Headers, Listener, Request, Response, ServerConnection, local
 from .pool import PoolSet
 from .route import Snapshot, VirtualHost
 from .stream import Peer, Stream
+from .tls import SniffingConnection
 
 if TYPE_CHECKING:
     from ..control.pilot import Pilot
     from ..runtime import AppServer
+    from ..security.agent import IstioAgent
     from ..workload import Replica
 
 __all__ = ["Sidecar"]
@@ -78,6 +83,12 @@ class Sidecar:
         self.monotonic: Callable[[], float] = time.monotonic
         self.labels: dict[str, str] = dict(replica.labels) if replica is not None else {"app": identity.app}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: istio-agent: this proxy's certificate (set by the mesh; None: no mTLS possible)
+        self.agent: IstioAgent | None = None
+        #: the service port the inbound listener stands for (PeerAuthentication portLevelMtls)
+        self.port = 80
+        self.inbound.protocol_factory = lambda: SniffingConnection(
+            self._handle_inbound, self.inbound, self.mtls_mode, self._server_context, self._refused)
 
     def spawn(self, coro: Any) -> None:
         """Run a background task owned by this sidecar (mirrored requests); cancelled on close."""
@@ -132,6 +143,24 @@ class Sidecar:
         return state
 
     # -- data path ----------------------------------------------------------------------------
+    # -- mutual TLS ---------------------------------------------------------------------------
+    def mtls_mode(self) -> str:
+        """The PeerAuthentication mode this workload's inbound port enforces now."""
+        policies = self.pilot.snapshot.extra.get("peer_auth", [])
+        return effective_mode(policies, self.namespace, self.labels, self.port) if policies else "PERMISSIVE"
+
+    def _server_context(self) -> ssl.SSLContext:
+        if self.agent is None:
+            raise RuntimeError(f"{self.name} has no certificate agent")
+        return self.agent.certificate().server_context
+
+    def client_context(self) -> ssl.SSLContext | None:
+        """The TLS context for mTLS connections this proxy originates (None without an agent)."""
+        return self.agent.certificate().client_context if self.agent is not None else None
+
+    def _refused(self, why: str) -> None:
+        self.stats[f"inbound.downstream_cx_refused.{why.split(':')[0]}"] += 1
+
     def route_table(self, stream: Stream) -> dict[str, VirtualHost] | None:
         """The virtual hosts this proxy routes with (None: the mesh's; a gateway has its own)."""
         return None
@@ -146,7 +175,11 @@ class Sidecar:
 
     async def _handle_inbound(self, req: Request, conn: ServerConnection) -> Response:
         stream = Stream(self, "inbound", req, self.pilot.snapshot, _addr(conn.peer))
-        stream.source = Peer.from_header(req.headers.get("x-envoy-peer-metadata-id"))
+        peer = Peer.from_header(req.headers.get("x-envoy-peer-metadata-id"))
+        # The caller's principal is what its certificate proves, never what a header says.
+        principal = conn.transport.get_extra_info("peer_principal") if conn.transport is not None else None
+        stream.source = replace(peer, principal=principal or "unknown")
+        stream.extra["mtls"] = principal is not None
         stream.destination = self.identity
         strip_mesh_headers(req.headers)
         return await self._run(stream, self.inbound_filters, "destination")
@@ -201,10 +234,14 @@ class Sidecar:
         flags = stream.response_flags
         code = str(status)
         dst_principal = self.identity.principal if reporter == "destination" else "unknown"
+        if reporter == "destination":
+            csp = "mutual_tls" if stream.extra.get("mtls") else "none"
+        else:
+            csp = "unknown"
         self.metrics.record(
             (reporter, src.workload, src.namespace, src.principal, src.app, src.version, dst_workload, dst_ns,
              dst_principal, dst_app, dst_version, dst_service, dst_service.split(".")[0],
-             dst_ns if dst_ns != "unknown" else "unknown", "http", code, "-", flags, "none"),
+             dst_ns if dst_ns != "unknown" else "unknown", "http", code, "-", flags, csp),
             duration_ms, req_bytes, resp_bytes,
         )
         self.stats[f"{stream.direction}.rq_total"] += 1

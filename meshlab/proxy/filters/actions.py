@@ -28,7 +28,12 @@ def redirect(stream: Stream, r: Any) -> Response:
     if r.port:
         authority = f"{authority.rsplit(':', 1)[0]}:{r.port}"
     scheme = r.scheme or "http"
-    path = r.uri if r.uri is not None else stream.path
+    path = stream.path
+    if r.uri is not None:
+        # Envoy's path_redirect: the whole path is replaced; the request's query string is kept
+        # unless the new path carries one of its own.
+        query = stream.path.partition("?")[2]
+        path = r.uri if "?" in r.uri or not query else f"{r.uri}?{query}"
     code = r.redirectCode or 301
     return Response(code, Headers([("location", f"{scheme}://{authority}{path}")]), b"")
 
@@ -71,12 +76,19 @@ def _go_to_py_repl(repl: str) -> str:
 
 
 def _matched_prefix(stream: Stream, route: Route) -> str | None:
+    """The prefix Envoy's ``prefix_rewrite`` replaces: the matched ``uri.prefix``; ``/`` when the
+    match block has no uri condition (or the route no match), since Istio then matches prefix
+    ``/``; None for exact and regex matches (the whole path is replaced)."""
     raw = route.action.get("raw_matches") or ()
+    if not raw:
+        return "/"
     idx = stream.extra.get("match_index")
     if idx is None or idx >= len(raw):
         return None
     uri = raw[idx].uri
-    return uri.prefix if uri is not None and uri.prefix is not None else None
+    if uri is None:
+        return "/"
+    return uri.prefix if uri.prefix is not None else None
 
 
 def request_headers(headers: Headers, ops: Any) -> None:

@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ...config.duration import parse_duration
+from ...security.peer_authentication import effective_mode
 from .. import flags as F
 from ..http1 import Headers, Request, Response, local_reply
 from ..pool import ConnectFailure, UpstreamReset
@@ -27,7 +28,7 @@ from ..retry import Outcome, RetryPolicy
 from . import actions
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
+    from ..cluster import Cluster, EndpointConfig
     from ..route import VirtualHost
     from ..stream import Stream
     from . import Next
@@ -255,8 +256,14 @@ class Router:
         req.headers.set("x-envoy-attempt-count", str(stream.attempts or 1))
         host.active_rq += 1
         host.rq_total += 1
+        options = cluster.limits.pool_options
+        if use_mtls(stream, cluster, ep):
+            ctx = stream.sidecar.client_context()
+            if ctx is not None:
+                options = {**options, "ssl": ctx, "expect_principal": ep.principal}
+                stream.extra["upstream_mtls"] = True
         try:
-            resp = await send_upstream(stream, (ep.host, ep.port), req, cluster.limits.pool_options)
+            resp = await send_upstream(stream, (ep.host, ep.port), req, options)
         finally:
             host.active_rq -= 1
             cluster.breaker.release()
@@ -271,6 +278,25 @@ class Router:
 
 
 NO_RETRIES = RetryPolicy(attempts=0)
+
+
+def use_mtls(stream: Stream, cluster: Cluster, ep: EndpointConfig) -> bool:
+    """Whether to originate mutual TLS to ``ep``: DestinationRule ``tls.mode`` ISTIO_MUTUAL
+    always, DISABLE never; unset (Istio's *auto mTLS*): whenever the endpoint has a sidecar and
+    its PeerAuthentication does not DISABLE mTLS."""
+    mode = cluster.config.tls_mode
+    if mode == "DISABLE" or not ep.principal:
+        return False
+    if mode == "ISTIO_MUTUAL":
+        return True
+    cache = stream.snapshot.extra.setdefault("_auto_mtls", {})
+    key = (ep.address, cluster.config.port)
+    decision = cache.get(key)
+    if decision is None:
+        policies = stream.snapshot.extra.get("peer_auth", [])
+        decision = cache[key] = (not policies or effective_mode(policies, ep.namespace, ep.label_dict(),
+                                                                cluster.config.port) != "DISABLE")
+    return decision
 
 
 class InboundRouter:

@@ -1,0 +1,2 @@
+"""Security: workload identity and certificates (istio-agent), mutual TLS policy
+(PeerAuthentication), request authentication (JWT) and authorization (AuthorizationPolicy)."""
