@@ -131,7 +131,11 @@ class Recommender:
                 reason = "above target: held by stabilisation window"
         clamped = self._clamp(desired)
         if clamped != desired:
-            reason += f" (clamped to {'max' if clamped < desired else 'min'} replicas)"
+            bound = "max" if clamped < desired else "min"
+            if clamped == current:
+                reason = f"{'above' if bound == 'max' else 'below'} target: already at {bound} replicas"
+            else:
+                reason += f" (limited by {bound} replicas)"
         return proposed, clamped, reason
 
     def _clamp(self, n: int) -> int:

@@ -42,6 +42,7 @@ from .proxy.stream import Peer
 from .runtime import AppServer, Runtime
 from .security.agent import IstioAgent
 from .telemetry.accesslog import FIELDS as ACCESS_LOG_FIELDS
+from .telemetry.tracing import Tracing
 from .workload import Replica, Work
 
 __all__ = ["Mesh", "MeshError"]
@@ -66,11 +67,13 @@ class Mesh:
     readiness probe fails and it leaves the endpoints (Kubernetes: 10 s period x 3 failures;
     scaled down here). ``clock`` returns wall time for logs (inject a fake one in tests).
     ``cert_ttl`` is the lifetime of workload certificates in seconds (Istio: 24 h); they are
-    renewed at half their life.
+    renewed at half their life. ``trace_sampling`` is the percentage of new traces sampled
+    (Istio's default: 1 %; the tracing notebook uses 100); None turns tracing off.
     """
 
     def __init__(self, seed: int = 0, namespace: str = "default", probe_period: float = 0.5,
-                 clock: Callable[[], float] = time.time, cert_ttl: float = 24 * 3600.0) -> None:
+                 clock: Callable[[], float] = time.time, cert_ttl: float = 24 * 3600.0,
+                 trace_sampling: float | None = 1.0) -> None:
         self.seed = seed
         self.namespace = namespace
         self._dns: dict[str, tuple[str, int]] = {}
@@ -78,6 +81,7 @@ class Mesh:
         self.probe_period = probe_period
         self.clock = clock
         self.cert_ttl = cert_ttl
+        self.trace_sampling = trace_sampling
         self.runtime = Runtime(f"meshlab-{id(self):x}")
         self._reset_state()
 
@@ -90,6 +94,7 @@ class Mesh:
         self.pilot.hooks.append(SecurityCompiler(self.config_store, self.networking.created))
         self.config_store.subscribe(lambda _store: self.pilot.invalidate())
         self.ca = CertificateAuthority(workload_ttl=self.cert_ttl)
+        self.tracing = Tracing(self._rng("trace-ids"), self.trace_sampling) if self.trace_sampling is not None else None
         self.client_sidecar: Sidecar | None = None
         self.ingress: IngressGateway | None = None
         self._externals: dict[str, AppServer] = {}
@@ -303,7 +308,8 @@ class Mesh:
             self._later(restart_after, lambda r: loop.create_task(self._arestart_pod(r)), replica)
 
     def _attach_agent(self, sc: Sidecar) -> None:
-        """Give a proxy its istio-agent (certificates are issued on first use)."""
+        """Give a proxy its istio-agent (certificates are issued on first use) and the tracer."""
+        sc.tracing = self.tracing
         sc.agent = IstioAgent(self.ca, sc.identity.principal, sc.name, ttl=self.cert_ttl,
                               schedule=lambda delay, fn: self._later(delay, fn))
 
@@ -568,6 +574,17 @@ class Mesh:
             return rows
 
         return pd.DataFrame(self._run(collect()), columns=["pod", "stat", "value"])
+
+    def traces(self) -> pd.DataFrame:
+        """Every span collected (one row each): trace_id, span_id, parent_id, name, workload, pod,
+        kind (client/server), start_ms, duration_ms, status, response_flags, request_id."""
+        if self.tracing is None:
+            raise MeshError("tracing is off: create the mesh with Mesh(trace_sampling=100)")
+
+        async def collect() -> pd.DataFrame:
+            return self.tracing.frame()  # type: ignore[union-attr]
+
+        return self._run(collect())
 
     def outlier_events(self) -> pd.DataFrame:
         """Every ejection and return decided by outlier detection, in every client sidecar:

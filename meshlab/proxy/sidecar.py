@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ..control.pilot import Pilot
     from ..runtime import AppServer
     from ..security.agent import IstioAgent
+    from ..telemetry.tracing import Tracing
     from ..workload import Replica
 
 __all__ = ["Sidecar"]
@@ -83,6 +84,8 @@ class Sidecar:
         self.monotonic: Callable[[], float] = time.monotonic
         self.labels: dict[str, str] = dict(replica.labels) if replica is not None else {"app": identity.app}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the mesh's tracer (None: tracing off)
+        self.tracing: Tracing | None = None
         #: istio-agent: this proxy's certificate (set by the mesh; None: no mTLS possible)
         self.agent: IstioAgent | None = None
         #: the service port the inbound listener stands for (PeerAuthentication portLevelMtls)
@@ -189,12 +192,15 @@ class Sidecar:
         req = stream.request
         if "x-request-id" not in req.headers:
             req.headers.add("x-request-id", str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+        span = self.tracing.start(stream) if self.tracing is not None else None
         try:
             resp = reply if reply is not None else await run_chain(filters, stream)
         except asyncio.CancelledError:
             stream.flag(F.DC)
             stream.details = "downstream_remote_disconnect"
             self._finish(stream, 0, reporter, len(req.body), 0)
+            if span is not None:
+                self.tracing.end(span, stream, 0)  # type: ignore[union-attr]
             raise
         if stream.upstream_time_ms is not None:
             resp.headers.set("x-envoy-upstream-service-time", str(round(stream.upstream_time_ms)))
@@ -207,6 +213,8 @@ class Sidecar:
                 resp.headers.set("x-meshlab-attempts", str(stream.attempts))
         stream.response = resp
         self._finish(stream, resp.status, reporter, len(req.body), len(resp.body))
+        if span is not None:
+            self.tracing.end(span, stream, resp.status)  # type: ignore[union-attr]
         return resp
 
     def _finish(self, stream: Stream, status: int, reporter: str, req_bytes: int, resp_bytes: int) -> None:
