@@ -52,7 +52,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from .mesh import Mesh
 
-__all__ = ["Decision", "HorizontalAutoscaler", "METRICS", "Recommender", "proposal"]
+__all__ = ["Decision", "HorizontalAutoscaler", "METRICS", "Recommender", "average_replicas", "proposal"]
 
 METRICS = ("utilization", "in_flight")
 
@@ -65,6 +65,25 @@ def proposal(current: int, value: float, target: float, tolerance: float = 0.1) 
     if abs(ratio - 1.0) <= tolerance:
         return current
     return max(0, math.ceil(current * ratio - 1e-9))
+
+
+def average_replicas(history: pd.DataFrame, start: float, end: float) -> float:
+    """The time-weighted mean replica count over ``[start, end]`` from a ``history()`` frame
+    (each decision's ``replicas`` holds from its ``t`` to the next decision)."""
+    if end <= start:
+        raise ValueError("average_replicas: end must be after start")
+    t = history["t"].to_numpy(dtype=float)
+    n = history["replicas"].to_numpy(dtype=float)
+    total = 0.0
+    for i in range(len(t)):
+        seg_start = max(t[i], start)
+        seg_end = min(t[i + 1] if i + 1 < len(t) else end, end)
+        if seg_end > seg_start:
+            total += n[i] * (seg_end - seg_start)
+    before = t[0] - start if len(t) and t[0] > start else 0.0
+    if before:  # before the first decision: the count the first decision started from
+        total += float(history["current"].iloc[0]) * min(before, end - start)
+    return total / (end - start)
 
 
 @dataclass(frozen=True)

@@ -443,6 +443,14 @@ def _scale_main(conn: Connection, n: int, layout: str) -> None:
             t2 = time.perf_counter()
             resp2 = mesh.call(last, "/echo")
             second_call = time.perf_counter() - t2
+            warm: dict[str, float] = {}
+            if layout == "services":  # every workload once: certificates are issued on first use
+                t4 = time.perf_counter()
+                ok = sum(mesh.call(f"echo-{i}", "/echo").status_code == 200 for i in range(n))
+                warm["warm_seconds"] = time.perf_counter() - t4
+                gc.collect()
+                warm["warm_kb_per_workload"] = (_rss_bytes() - rss0) / n / 1024
+                warm["warm_ok"] = ok
         finally:
             t3 = time.perf_counter()
             mesh.stop()
@@ -453,6 +461,7 @@ def _scale_main(conn: Connection, n: int, layout: str) -> None:
             "call": f"GET http://{last}/echo -> {resp.status_code} {resp.text}",
             "call_ok": resp.status_code == 200 and resp2.status_code == 200,
             "first_call_ms": first_call * 1000, "second_call_ms": second_call * 1000, "stop_seconds": down,
+            **warm,
         }))
     except Exception:
         conn.send(("error", traceback.format_exc()))
@@ -579,6 +588,7 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
     if check.status_code != 200:
         raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
 
+    args.mesh_hop_security = _hop_security(mesh)
     me = os.getpid()
     results = []
     for mode, value in (("closed", args.concurrency), ("open", args.rate)):
@@ -589,6 +599,15 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
             print(f"  {path.name:<8} {mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
                   f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms", flush=True)
     return results
+
+
+def _hop_security(mesh: Any) -> str:
+    """How the client sidecar's request reached the server sidecar (Istio's
+    ``connection_security_policy`` label, reported by the destination: mutual_tls or none)."""
+    m = mesh.metrics()
+    rows = m[(m["name"] == "istio_requests_total") & (m["reporter"] == "destination")
+             & (m["source_workload"] == "curl")]
+    return ", ".join(sorted(set(rows["connection_security_policy"]))) or "unknown"
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -634,6 +653,11 @@ def summarize(results: list[RunResult], scale: list[dict[str, Any]]) -> dict[str
     return {"ratios": ratios, "added_over_direct_ms": added, "figures": figures, "verdict": verdict}
 
 
+def _num(v: float) -> str:
+    """A latency figure with as many decimals as are meaningful."""
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+
+
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "n/a" if v is None or v != v else format(v, spec)
 
@@ -642,8 +666,7 @@ def _table(rows: list[dict[str, Any]], cols: dict[str, str]) -> str:
     import pandas as pd
 
     df = pd.DataFrame(rows)[list(cols)].rename(columns=cols)
-    return df.to_string(index=False, na_rep="-",
-                        float_format=lambda v: f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}")
+    return df.to_string(index=False, na_rep="-", float_format=_num)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -655,7 +678,8 @@ def render(report: dict[str, Any]) -> str:
              f"before the run: CPU {m['busy_pct']:.0f} % busy, load average {m['loadavg']}"
              + ("  (WARNING: other processes are running; the figures will be noisy)" if m["busy_pct"] > 10 else ""),
              f"settings: {s['duration']:g} s per run after {s['warmup']:g} s warm-up; closed loop concurrency "
-             f"{s['concurrency']}, open loop {s['rate']:g} req/s; load generator in a separate process (uvloop)"]
+             f"{s['concurrency']}, open loop {s['rate']:g} req/s; load generator in a separate process (uvloop)",
+             f"mesh path: client sidecar -> server sidecar over {s['mesh_hop_security']} (the mesh's default)"]
     rows = [asdict(x) for x in report["results"]]
     common = {"path": "path", "load": "load", "requests": "requests", "errors": "errors", "rps": "req/s"}
     lines += ["", "== closed loop (max throughput; latency in ms)",
@@ -678,12 +702,14 @@ def render(report: dict[str, Any]) -> str:
               f"one-hop / nginx    {_fmt(r['one_hop_vs_nginx'])}   target >= {TARGETS['one_hop_vs_nginx']:.2f}: "
               f"{v['one_hop_vs_nginx']}"]
     added = sm["added_over_direct_ms"]
-    lines += ["", f"== added latency over direct at {s['rate']:g} req/s (ms)",
-              f"{'path':<10}{'p50':>8}{'p90':>8}{'p99':>8}   {'from scheduled start':>24}"]
+    lines += ["", f"== added latency over direct at {s['rate']:g} req/s (ms; from the actual send, and from the "
+                  "scheduled start)",
+              f"{'path':<10}{'p50':>10}{'p90':>10}{'p99':>10}   {'sched p50':>10}{'sched p90':>10}{'sched p99':>10}"]
     for p, a in added["from_send"].items():
         b = added["from_schedule"][p]
-        lines.append(f"{p:<10}{a['p50']:8.3f}{a['p90']:8.3f}{a['p99']:8.3f}   "
-                     f"{b['p50']:8.3f}{b['p90']:8.3f}{b['p99']:8.3f}")
+        cells = [a["p50"], a["p90"], a["p99"], b["p50"], b["p90"], b["p99"]]
+        lines.append(f"{p:<10}" + "".join(f"{_num(c):>10}" for c in cells[:3]) + "   "
+                     + "".join(f"{_num(c):>10}" for c in cells[3:]))
     lines.append(f"mesh target (from send): p90 <= {TARGETS['mesh_added_p90_ms']} ms: {v['mesh_added_p90_ms']}; "
                  f"p99 <= {TARGETS['mesh_added_p99_ms']} ms: {v['mesh_added_p99_ms']}")
     lines += ["", "== scale (a fresh mesh in a fresh process; workload = app server + sidecar)"]
@@ -697,6 +723,10 @@ def render(report: dict[str, Any]) -> str:
         sc = report["scale"][0]
         lo, hi = ENVOY_SIDECAR_MB
         lines.append(f"call: {sc['call']}")
+        if "warm_seconds" in sc:
+            lines.append(f"then each of the {sc['workloads']} called once ({sc['warm_ok']} answered 200; mTLS certificates "
+                         f"are issued on first use): {sc['warm_seconds']:.3f} s, {sc['warm_kb_per_workload']:.1f} KB RSS "
+                         "per workload in all")
         lines.append(f"an Envoy sidecar alone takes {lo}-{hi} MB, {lo * 1024 / max(sc['kb_per_workload'], 1e-9):.0f}x "
                      f"or more what a whole workload (app and sidecar) adds here")
     lines += ["", "== targets"]
@@ -766,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": cmd, "machine": machine,
         "settings": {"duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
-                     "rate": args.rate, "workloads": args.workloads},
+                     "rate": args.rate, "workloads": args.workloads,
+                     "mesh_hop_security": getattr(args, "mesh_hop_security", "unknown")},
         "results": results, "scale": scale, "summary": summarize(results, scale),
     }
     print()

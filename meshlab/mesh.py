@@ -27,6 +27,7 @@ import pandas as pd
 
 from .client import build_request, to_httpx
 from .config import ConfigStore, Resource, load
+from .control.admin import AdminAPI
 from .control.analyze import Analysis, analyze
 from .control.ca import CertificateAuthority
 from .control.networking import NetworkingCompiler
@@ -98,6 +99,7 @@ class Mesh:
         self.client_sidecar: Sidecar | None = None
         self.ingress: IngressGateway | None = None
         self._externals: dict[str, AppServer] = {}
+        self.admin: AdminAPI | None = None
         self._pools = PoolSet()
         self._pods: dict[str, Replica] = {}
         self._next_index: dict[tuple[str, str, str], int] = {}
@@ -147,6 +149,8 @@ class Mesh:
             await self.ingress.close()
         for server in self._externals.values():
             await server.close()
+        if self.admin is not None:
+            await self.admin.close()
 
     def stop(self) -> None:
         """Stop everything: servers, sidecars, connections, the runtime thread (idempotent).
@@ -669,6 +673,20 @@ class Mesh:
         else:
             sc = self.sidecar(workload)
         return self._run(_proxy_view(sc, what))
+
+    def serve_admin(self, port: int = 0, write_context: bool = True) -> str:
+        """Serve the control plane's admin API on 127.0.0.1 (``port`` 0: any free port) so the
+        ``meshlab`` command (``meshlab apply -f``, ``get``, ``proxy-config``...) can reach this
+        mesh; records the address in ``~/.meshlab/current.json``. Returns ``host:port``."""
+        if self.admin is None:
+            admin = AdminAPI(self, port)
+
+            async def up() -> None:
+                await admin.start(write_context)
+
+            self._run(up())
+            self.admin = admin
+        return self.admin.address
 
     @property
     def ingress_url(self) -> str:

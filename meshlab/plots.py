@@ -187,6 +187,7 @@ def latency_percentiles(df: pd.DataFrame, by: str = "scenario", percentiles: Seq
                       color=shades[i % len(shades)])
         ax.bar_label(bars, fmt="%.0f", fontsize="x-small", padding=1)
     ax.set_xticks(x, [str(g) for g in groups], fontsize="small")
+    ax.set_xlabel(by)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")
@@ -228,11 +229,25 @@ def cost_vs_throughput(df: pd.DataFrame, x: str = "cost_mb", y: str = "throughpu
     return fig
 
 
-def request_timeline(df: pd.DataFrame, y: str = "feature", hue: str = "generation",
+def request_timeline(runs: Runs, y: str = "feature", hue: str = "generation",
                      title: str = "Which pods answered, over time") -> Figure:
     """Every request as a dot at (t, ``y``), coloured by ``hue`` (e.g. old/new pods); requests
-    that failed (5xx or no response) are drawn as red crosses on top."""
-    fig, (ax,) = _figure(1)
+    that failed (5xx or no response) are drawn as red crosses on top. One panel per run when
+    ``runs`` is a dict."""
+    named = _runs(runs)
+    n = len(named)
+    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] if n == 1 else 2.6 * n), layout="constrained")
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False).ravel().tolist()
+    for ax, (name, df) in zip(axes, named.items(), strict=True):
+        _timeline(ax, df, y, hue)
+        ax.set_title(name or title, fontsize="medium" if name else "large")
+    axes[-1].set_xlabel("time since start (s)")
+    if n > 1:
+        fig.suptitle(title)
+    return fig
+
+
+def _timeline(ax: Axes, df: pd.DataFrame, y: str, hue: str) -> None:
     rows = _ordered(df[y])
     pos = {r: i for i, r in enumerate(rows)}
     failed = (df["status"] == 0) | (df["status"] >= 500)
@@ -248,11 +263,9 @@ def request_timeline(df: pd.DataFrame, y: str = "feature", hue: str = "generatio
                    zorder=3)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("time since start (s)")
-    ax.set_title(title)
+    ax.set_ylabel(y)
     ax.grid(alpha=0.3, axis="x")
     _legend(ax, hue)
-    return fig
 
 
 def request_waterfall(log: pd.DataFrame, title: str = "One request through the mesh") -> Figure:
@@ -273,6 +286,7 @@ def request_waterfall(log: pd.DataFrame, title: str = "One request through the m
     ax.set_yticks(range(len(d)), labels, fontsize="small")
     ax.set_ylim(len(d) - 0.5, -0.5)
     ax.set_xlabel("time since the first sidecar saw the request (ms)")
+    ax.set_ylabel("access-log entry")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
     handles = [Patch(color="#1f77b4", label="outbound (reporter=source)"),

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from meshlab.mesh import Mesh
 
 __all__ = [
-    "BASELINE", "FEATURES", "MONOLITH", "MONOLITH_WORKERS", "SERVICES", "Crash", "DiyComms", "Faults",
+    "BASELINE", "FEATURES", "availability", "MONOLITH", "MONOLITH_WORKERS", "SERVICES", "Crash", "DiyComms", "Faults",
     "Feature", "MeshCalls", "ServiceSpec", "Store", "Traffic", "business_lines", "code_lines", "communication_lines",
     "deploy_diy", "deploy_microservices", "deploy_monolith", "diy_microservices", "diy_url", "drive",
     "footprint_mb", "microservices", "monolith", "monolith_work", "service_table", "service_work",
@@ -573,13 +573,13 @@ def deploy_monolith(mesh: Mesh, replicas: int = 1, *, store: Store | None = None
 
 
 def deploy_microservices(mesh: Mesh, replicas: int | dict[str, int] = 1, *, store: Store | None = None,
-                         faults: Faults | None = None) -> dict[str, FastAPI]:
+                         faults: Faults | None = None, namespace: str | None = None) -> dict[str, FastAPI]:
     """Deploy the seven services (``replicas``: one number, or per service)."""
     _quiet_crashes()
     apps = microservices(store, faults)
     for name, app in apps.items():
         n = replicas if isinstance(replicas, int) else replicas.get(name, 1)
-        mesh.deploy(name, app, replicas=n, work=service_work(name))
+        mesh.deploy(name, app, replicas=n, work=service_work(name), namespace=namespace)
     return apps
 
 
@@ -676,6 +676,16 @@ def drive(mesh: Mesh, rates: dict[str, float], duration: float, *, build: str = 
 
     traffic = Traffic(mesh.runtime.submit(run()), started)
     return traffic if background else traffic.result()
+
+
+def availability(df: pd.DataFrame, by: str = "feature", start: float | None = None,
+                 end: float | None = None) -> pd.Series:
+    """Per ``by`` value, the share of requests answered without a 5xx (or a failed connection),
+    among those that started in ``[start, end)`` seconds of the run."""
+    t = df["t"]
+    window = df[(t >= (start if start is not None else -1e18)) & (t < (end if end is not None else 1e18))]
+    ok = (window["status"] > 0) & (window["status"] < 500)
+    return ok.groupby(window[by], sort=False).mean().rename("availability")
 
 
 # -- measuring code -------------------------------------------------------------------------

@@ -354,8 +354,8 @@ class JasonToV2(Question):
         others = alice + anonymous
         if set(others) != {"v1"}:
             if "v2" in others:
-                who = "everyone" if set(others) == {"v2"} else "some users who are not jason"
-                raise Incorrect(f"{who} also reach v2 ({_share(others)}): the rule for jason should match "
+                who = "users who are not jason" if set(others) == {"v2"} else "some users who are not jason"
+                raise Incorrect(f"{who} reach v2 too ({_share(others)}): the rule for jason should match "
                                 "his requests only, and everyone else needs a route of their own.")
             raise Incorrect(f"users other than jason get {_share(others)}: everyone else should get v1.")
         return "jason gets reviews v2 (black stars) and every other user v1, as in Istio's request-routing task."

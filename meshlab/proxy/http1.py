@@ -195,13 +195,13 @@ def local_reply(status: int, text: str, headers: Iterable[tuple[str, str]] = ())
     return Response(status, h, body)
 
 
-def _head(first_line: str, headers: Headers, body: bytes, close: bool) -> bytearray:
+def _head(first_line: str, headers: Headers, body: bytes, close: bool, length: int | None = None) -> bytearray:
     out = bytearray(first_line.encode("latin-1"))
     for k, v in headers:
         if k in HOP_BY_HOP:
             continue
         out += f"{k}: {v}\r\n".encode("latin-1")
-    out += b"content-length: %d\r\n" % len(body)
+    out += b"content-length: %d\r\n" % (len(body) if length is None else length)
     if close:
         out += b"connection: close\r\n"
     out += b"\r\n"
@@ -216,8 +216,15 @@ def serialize_request(req: Request, target: str | None = None) -> bytes:
 
 
 def serialize_response(resp: Response, close: bool = False, head_only: bool = False) -> bytes:
-    """Bytes of ``resp`` for the wire. ``head_only`` omits the body (answer to HEAD)."""
-    out = _head(f"HTTP/1.1 {resp.status} {resp.reason}\r\n", resp.headers, resp.body, close)
+    """Bytes of ``resp`` for the wire. ``head_only`` omits the body (answer to HEAD); the
+    Content-Length is then the one a GET would get: the body's, or, for a forwarded answer to
+    HEAD (no body), the upstream's own Content-Length."""
+    length = None
+    if head_only and not resp.body:
+        declared = resp.headers.get("content-length")
+        if declared is not None and declared.strip().isdigit():
+            length = int(declared)
+    out = _head(f"HTTP/1.1 {resp.status} {resp.reason}\r\n", resp.headers, resp.body, close, length)
     if not head_only:
         out += resp.body
     return bytes(out)

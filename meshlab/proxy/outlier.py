@@ -7,12 +7,17 @@ Each client sidecar watches the answers it gets from each host of a cluster:
 
 * ``consecutive5xxErrors`` (default 5) 5xx answers in a row from one host (connection failures
   and timeouts count as 5xx) -> the host is **ejected**: taken out of load balancing;
-* ``consecutiveGatewayErrors`` (off unless set): the same for 502/503/504 only;
-* an ejected host stays out for ``baseEjectionTime`` (default 30 s) **times the number of times
-  it has been ejected**, so a host that keeps failing stays out longer each time;
-* hosts come back at the next sweep, every ``interval`` (default 10 s), after their time is up;
-* at most ``maxEjectionPercent`` (default 10 %) of the hosts are ejected at once (but one host
-  can always be ejected, as in Envoy);
+* ``consecutiveGatewayErrors`` (off unless set): the same for 502/503/504 in a row (another 5xx,
+  such as a 500, breaks the streak, as in Envoy);
+* the deprecated ``consecutiveErrors`` is ignored, as Istio has done since 1.7 (istio/istio#24087);
+* an ejected host stays out for ``baseEjectionTime`` (default 30 s) **times its ejection
+  multiplier**: +1 at every ejection, -1 at every sweep the host spends back in the pool, so a
+  host that keeps failing stays out longer each time and one that recovers is forgiven (capped at
+  Envoy's ``max_ejection_time``, 300 s or the base time if larger);
+* hosts come back at a sweep, every ``interval`` (default 10 s), once their time is up;
+* a host is ejected only while fewer than ``maxEjectionPercent`` (default 10 %; Istio ignores 0)
+  of the hosts are ejected: the first ejection always happens, then the cap applies (Envoy's
+  ``ejected % < max %``); a refused ejection counts ``ejections_overflow``;
 * when fewer than ``minHealthPercent`` of hosts are healthy, ejection is ignored and traffic
   goes to every host (panic mode; Istio's default is 0 %, i.e. never);
 * when every host is ejected, requests fail with 503 UH (no healthy upstream).
@@ -33,7 +38,10 @@ from ..config.duration import parse_duration
 if TYPE_CHECKING:
     from .cluster import Host
 
-__all__ = ["OutlierConfig", "OutlierDetector", "OutlierEvent"]
+__all__ = ["OutlierConfig", "OutlierDetector", "OutlierEvent", "MAX_EJECTION_TIME_S"]
+
+#: Envoy's default ``max_ejection_time``.
+MAX_EJECTION_TIME_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -47,19 +55,26 @@ class OutlierConfig:
     max_ejection_percent: float = 10.0
     min_health_percent: float = 0.0
 
+    @property
+    def max_ejection_time(self) -> float:
+        """Envoy's ``max_ejection_time`` (Istio does not set it): 300 s or the base time."""
+        return max(MAX_EJECTION_TIME_S, self.base_ejection_time)
+
     @classmethod
     def from_policy(cls, policy: Any) -> OutlierConfig | None:
         """The settings of an effective trafficPolicy; None when it has no outlierDetection."""
         od = getattr(policy, "outlierDetection", None) if policy is not None else None
         if od is None:
             return None
-        c5 = od.consecutive5xxErrors if od.consecutive5xxErrors is not None else od.consecutiveErrors
+        # consecutiveErrors (deprecated) is not read: Istio ignores it since 1.7.
+        c5 = od.consecutive5xxErrors
         return cls(
             consecutive_5xx=(c5 if c5 is not None else 5) or None,
             consecutive_gateway=od.consecutiveGatewayErrors or None,
             interval=parse_duration(od.interval) if od.interval else 10.0,
             base_ejection_time=parse_duration(od.baseEjectionTime) if od.baseEjectionTime else 30.0,
-            max_ejection_percent=float(od.maxEjectionPercent) if od.maxEjectionPercent is not None else 10.0,
+            # Istio sets Envoy's max_ejection_percent only when > 0 (else Envoy's 10 % applies)
+            max_ejection_percent=float(min(od.maxEjectionPercent, 100)) if od.maxEjectionPercent else 10.0,
             min_health_percent=float(od.minHealthPercent) if od.minHealthPercent is not None else 0.0,
         )
 
@@ -73,19 +88,20 @@ class OutlierEvent:
     pod: str
     address: str
     action: str  # "eject" | "return"
-    times_ejected: int
-    ejection_s: float
+    times_ejected: int  # ejections of this host so far (Envoy's num_ejections)
+    ejection_s: float  # how long this ejection lasts (0 for a return)
     reason: str
 
 
 class _HostState:
-    __slots__ = ("c5xx", "cgw", "ejected_until", "times_ejected")
+    __slots__ = ("c5xx", "cgw", "ejected_until", "times_ejected", "multiplier")
 
     def __init__(self) -> None:
         self.c5xx = 0
         self.cgw = 0
         self.ejected_until: float | None = None
         self.times_ejected = 0
+        self.multiplier = 0  # Envoy's eject-time backoff
 
 
 class OutlierDetector:
@@ -98,7 +114,10 @@ class OutlierDetector:
         self.state: dict[str, _HostState] = {}
         self.events: list[OutlierEvent] = []
         self.next_sweep = clock() + config.interval
-        self.stats = {"ejections_enforced_total": 0, "ejections_overflow": 0}
+        self.stats = {"ejections_enforced_total": 0, "ejections_overflow": 0,
+                      "ejections_detected_consecutive_5xx": 0, "ejections_enforced_consecutive_5xx": 0,
+                      "ejections_detected_consecutive_gateway_failure": 0,
+                      "ejections_enforced_consecutive_gateway_failure": 0}
 
     def _st(self, host: Host) -> _HostState:
         st = self.state.get(host.endpoint.address)
@@ -119,42 +138,64 @@ class OutlierDetector:
             st.c5xx = st.cgw = 0
             return
         st.c5xx += 1
-        if status in (502, 503, 504):
-            st.cgw += 1
-        reason = ""
-        if cfg.consecutive_5xx and st.c5xx >= cfg.consecutive_5xx:
-            reason = f"{st.c5xx} consecutive 5xx"
-        elif cfg.consecutive_gateway and st.cgw >= cfg.consecutive_gateway:
-            reason = f"{st.cgw} consecutive gateway errors"
-        if reason and st.ejected_until is None:
-            self._eject(host, st, hosts, reason)
+        st.cgw = st.cgw + 1 if status in (502, 503, 504) else 0
+        if st.ejected_until is not None:
+            return  # already out (Envoy ignores the detection; the counters reset on return)
+        kind = ""
+        if cfg.consecutive_gateway and st.cgw >= cfg.consecutive_gateway:
+            kind, reason = "consecutive_gateway_failure", f"{st.cgw} consecutive gateway errors"
+            st.cgw = 0
+        elif cfg.consecutive_5xx and st.c5xx >= cfg.consecutive_5xx:
+            kind, reason = "consecutive_5xx", f"{st.c5xx} consecutive 5xx"
+            st.c5xx = 0
+        if kind:  # the streak is consumed whether or not the ejection is allowed, as in Envoy
+            self.stats[f"ejections_detected_{kind}"] += 1
+            self._eject(host, st, hosts, kind, reason)
 
-    def _eject(self, host: Host, st: _HostState, hosts: Sequence[Host], reason: str) -> None:
+    def _eject(self, host: Host, st: _HostState, hosts: Sequence[Host], kind: str, reason: str) -> None:
         total = len(hosts)
         ejected = sum(1 for h in hosts if self.ejected(h))
-        if ejected > 0 and total and ejected * 100.0 / total >= self.config.max_ejection_percent:
+        if not total or ejected * 100.0 / total >= self.config.max_ejection_percent:
             self.stats["ejections_overflow"] += 1
             return
         st.times_ejected += 1
-        duration = self.config.base_ejection_time * st.times_ejected
+        cfg = self.config
+        if st.multiplier * cfg.base_ejection_time < cfg.max_ejection_time + cfg.base_ejection_time:
+            st.multiplier += 1
+        duration = min(cfg.base_ejection_time * st.multiplier, cfg.max_ejection_time)
         now = self.clock()
         st.ejected_until = now + duration
         st.c5xx = st.cgw = 0
         self.stats["ejections_enforced_total"] += 1
+        self.stats[f"ejections_enforced_{kind}"] += 1
         self.events.append(OutlierEvent(now, self.cluster, host.endpoint.pod, host.endpoint.address, "eject",
                                         st.times_ejected, duration, reason))
 
     def sweep(self) -> None:
-        """Return hosts whose ejection time is over (runs every ``interval``)."""
+        """Envoy's interval timer, every ``interval``: return the hosts whose ejection time is
+        over; lower the ejection multiplier of the hosts that are in the pool. Runs lazily: the
+        sweeps due since the last call are replayed at their own times."""
         now = self.clock()
-        if now < self.next_sweep:
-            return
-        self.next_sweep = now + self.config.interval
-        for addr, st in self.state.items():
-            if st.ejected_until is not None and now >= st.ejected_until:
-                st.ejected_until = None
-                self.events.append(OutlierEvent(now, self.cluster, _pod_of(addr, self), addr, "return",
-                                                st.times_ejected, 0.0, "ejection time over"))
+        interval = self.config.interval
+        while self.next_sweep <= now:
+            t = self.next_sweep
+            self.next_sweep = t + interval
+            busy = False
+            for addr, st in self.state.items():
+                if st.ejected_until is None:
+                    if st.multiplier:
+                        st.multiplier -= 1
+                        busy = True
+                elif t >= st.ejected_until:
+                    st.ejected_until = None
+                    st.c5xx = st.cgw = 0
+                    busy = True
+                    self.events.append(OutlierEvent(t, self.cluster, _pod_of(addr, self), addr, "return",
+                                                    st.times_ejected, 0.0, "ejection time over"))
+                else:
+                    busy = True
+            if not busy and self.next_sweep <= now:  # nothing left to change: skip ahead
+                self.next_sweep += (now - self.next_sweep) // interval * interval + interval
 
     def available(self, hosts: list[Host]) -> list[Host]:
         """The hosts load balancing may use now (all of them in panic mode)."""

@@ -57,6 +57,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_used = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Response] | None = None
+        #: whether the last response allows reusing this connection (hop-by-hop: the pool's
+        #: business only; the Response handed to the caller asks nothing of the next hop)
+        self.reusable = True
         self._got_bytes = False
         self._head_only = False
         self._status = 0
@@ -106,7 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
     def _complete(self, keep_alive: bool) -> None:
         h = Headers.__new__(Headers)
         h._items = self._headers
-        resp = Response(self._parser.get_status_code(), h, b"".join(self._body), keep_alive)
+        self.reusable = keep_alive
+        resp = Response(self._parser.get_status_code(), h, b"".join(self._body))
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(resp)
@@ -234,11 +238,11 @@ class Pool:
                     raise
                 conn = None  # stale keep-alive connection: try once on a fresh one
             else:
-                self._release(conn, resp.keep_alive and req.keep_alive)
+                self._release(conn, conn.reusable and req.keep_alive)
                 return resp
         conn = await self._connect()
         resp = await conn.send(req, target)
-        self._release(conn, resp.keep_alive and req.keep_alive)
+        self._release(conn, conn.reusable and req.keep_alive)
         return resp
 
     def close(self) -> None:

@@ -2,8 +2,14 @@
 
 Istio's default, when a VirtualService route sets no ``retries``: 2 retries (3 tries in all) on
 ``connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`` with 503 as the
-retriable status code. ``attempts: 0`` disables retries. ``perTryTimeout`` bounds each try and
-defaults to the route timeout.
+retriable status code. ``attempts: 0`` disables retries, and so does a ``retries`` block without
+``attempts`` (an unset integer is 0 in Istio's API; Istio warns about it). ``perTryTimeout``
+bounds each try and defaults to the route timeout.
+
+A ``retryOn`` replaces the default conditions *and* the default status codes: the retriable
+codes are then only the numbers listed in it (``retryOn: retriable-status-codes`` alone retries
+no status at all), as Istio's ``parseRetryOn`` does. A number is a status code only if it is a
+known HTTP status; anything else is kept as a condition name.
 
 Conditions (``retryOn``, comma separated; a number such as ``503`` adds a retriable status):
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from ..config.duration import parse_duration
@@ -36,6 +43,8 @@ __all__ = ["RetryPolicy", "DEFAULT_RETRY_ON", "GRPC_CODES", "Outcome"]
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 GRPC_CODES = {"cancelled": "1", "deadline-exceeded": "4", "resource-exhausted": "8", "internal": "13",
               "unavailable": "14"}
+#: Numbers Istio accepts as status codes in ``retryOn`` (Go's ``http.StatusText`` is not empty).
+_HTTP_STATUSES = frozenset(int(s) for s in HTTPStatus)
 KNOWN = {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "retriable-status-codes",
          "refused-stream", "retriable-headers", "envoy-ratelimited", "http3-post-connect-failure", *GRPC_CODES}
 
@@ -64,16 +73,17 @@ class RetryPolicy:
         """The policy for a route's ``retries`` field (None: Istio's default)."""
         if retries is None:
             return cls(per_try_timeout=route_timeout)
-        attempts = retries.attempts if retries.attempts is not None else 2
+        # Istio: ``if in.Attempts <= 0 { return nil }``: unset attempts disable retries.
+        attempts = retries.attempts or 0
         if retries.retryOn:
             conditions, codes = set(), set()
             for item in (c.strip() for c in retries.retryOn.split(",")):
-                if item.isdigit():
+                if item.isdigit() and int(item) in _HTTP_STATUSES:
                     codes.add(int(item))
                     conditions.add("retriable-status-codes")
                 elif item:
                     conditions.add(item)
-            status_codes = frozenset(codes) if codes else frozenset({503})
+            status_codes = frozenset(codes)  # Istio: the codes listed in retryOn, nothing else
         else:
             conditions, status_codes = set(DEFAULT_RETRY_ON.split(",")), frozenset({503})
         per_try = parse_duration(retries.perTryTimeout) if retries.perTryTimeout else route_timeout

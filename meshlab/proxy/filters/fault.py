@@ -7,10 +7,12 @@ It runs first in the outbound chain, in the *client's* sidecar, after the route 
 * ``abort``: answer ``httpStatus`` at once without calling the service, for ``percentage`` of
   requests (flag FI; body ``fault filter abort`` as Envoy's).
 
-A percentage is ``percentage.value`` (a double, 0-100) or the deprecated integer ``percent``;
-without either, Istio applies the fault to every request. The draw uses the sidecar's seeded
-random source, so "10 % of requests" is the same 10 % on every run. A delay and an abort on the
-same route can both apply (delay first, then abort), as in Envoy.
+A percentage is ``percentage.value`` (a double, 0-100) or, on a delay, the deprecated integer
+``percent``. Without either the fault applies to *no* request: Istio leaves Envoy's percentage at
+its zero default (istio/istio#36303: the docs once said "all requests"; the behaviour won and
+the docs were changed). Write ``percentage: {value: 100}`` to fault every request. The draw uses
+the sidecar's seeded random source, so "10 % of requests" is the same 10 % on every run. A delay
+and an abort on the same route can both apply (delay first, then abort), as in Envoy.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ __all__ = ["FaultFilter", "fault_percentage"]
 
 
 def fault_percentage(f: Any) -> float:
-    """The share (0-100) of requests a delay/abort applies to."""
-    if f.percentage is not None and f.percentage.value is not None:
-        return float(f.percentage.value)
-    if f.percent is not None:
-        return float(f.percent)
-    return 100.0
+    """The share (0-100) of requests a delay/abort applies to (0 when neither ``percentage``
+    nor the delay's deprecated ``percent`` is set, as in Istio)."""
+    if f.percentage is not None:
+        return float(f.percentage.value or 0.0)
+    percent = getattr(f, "percent", None)  # only a delay has the deprecated integer form
+    if percent is not None:
+        return float(percent)
+    return 0.0
 
 
 class FaultFilter:
