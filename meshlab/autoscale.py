@@ -19,9 +19,12 @@ changes, so small wobbles do not resize the Deployment. Then ``behavior`` smooth
 
 Here the metric is one of the two a learner can reason about without a CPU meter:
 
-* ``"utilization"``: busy workers / workers per pod (``Replica.in_flight / Work.capacity``),
-  like CPU utilisation against the pod's request; it cannot exceed 100 %, so an overloaded
-  service grows by at most ``1 / target`` per period;
+* ``"utilization"``: busy workers / workers per pod, like CPU utilisation against the pod's
+  request. A worker counts as busy when it runs a request or a request is queued for it
+  (``min(in_flight + queued, capacity) / capacity``): at one instant a saturated pod may have
+  just freed a worker its next queued request has not taken yet, as a busy CPU has a run
+  queue. It cannot exceed 100 %, so an overloaded service grows by at most ``1 / target`` per
+  period;
 * ``"in_flight"``: requests in flight plus queued per pod, like a ``Pods`` custom metric
   (KEDA, Knative's concurrency); it keeps growing with the queue, so it reacts faster.
 
@@ -217,7 +220,7 @@ class HorizontalAutoscaler:
             if not ready:
                 return len(pods), None
             if metric == "utilization":
-                values = [r.in_flight / (r.work.capacity or 1) for r in ready]
+                values = [min(r.in_flight + r.queued, r.work.capacity or 1) / (r.work.capacity or 1) for r in ready]
             else:
                 values = [float(r.in_flight + r.queued) for r in ready]
             return len(pods), sum(values) / len(values)

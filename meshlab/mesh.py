@@ -43,6 +43,7 @@ from .proxy.stream import Peer
 from .runtime import AppServer, Runtime
 from .security.agent import IstioAgent
 from .telemetry.accesslog import FIELDS as ACCESS_LOG_FIELDS
+from .telemetry.prometheus import Prometheus
 from .telemetry.tracing import Tracing
 from .workload import Replica, Work
 
@@ -70,11 +71,13 @@ class Mesh:
     ``cert_ttl`` is the lifetime of workload certificates in seconds (Istio: 24 h); they are
     renewed at half their life. ``trace_sampling`` is the percentage of new traces sampled
     (Istio's default: 1 %; the tracing notebook uses 100); None turns tracing off.
+    ``scrape_interval`` is how often the built-in Prometheus scrapes the sidecars (Prometheus'
+    usual 15 s, scaled down).
     """
 
     def __init__(self, seed: int = 0, namespace: str = "default", probe_period: float = 0.5,
                  clock: Callable[[], float] = time.time, cert_ttl: float = 24 * 3600.0,
-                 trace_sampling: float | None = 1.0) -> None:
+                 trace_sampling: float | None = 1.0, scrape_interval: float = 0.5) -> None:
         self.seed = seed
         self.namespace = namespace
         self._dns: dict[str, tuple[str, int]] = {}
@@ -83,6 +86,7 @@ class Mesh:
         self.clock = clock
         self.cert_ttl = cert_ttl
         self.trace_sampling = trace_sampling
+        self.scrape_interval = scrape_interval
         self.runtime = Runtime(f"meshlab-{id(self):x}")
         self._reset_state()
 
@@ -100,6 +104,7 @@ class Mesh:
         self.ingress: IngressGateway | None = None
         self._externals: dict[str, AppServer] = {}
         self.admin: AdminAPI | None = None
+        self.prometheus = Prometheus(self, self.scrape_interval)
         self._pools = PoolSet()
         self._pods: dict[str, Replica] = {}
         self._next_index: dict[tuple[str, str, str], int] = {}
@@ -130,6 +135,7 @@ class Mesh:
         self._attach_agent(sc)
         await sc.start()
         self.client_sidecar = sc
+        self.prometheus.start()
         gw_peer = Peer("istio-ingressgateway", "istio-system", "istio-ingressgateway", "unknown",
                        spiffe_id("istio-system", "istio-ingressgateway-service-account"), "istio-ingressgateway")
         self.ingress = IngressGateway(self.pilot, gw_peer, "istio-system", self._rng("sidecar", "ingress"),
@@ -138,6 +144,7 @@ class Mesh:
         await self.ingress.start()
 
     async def _close_all(self) -> None:
+        self.prometheus.stop()
         for timer in list(self._timers):
             timer.cancel()
         self._pools.close()
@@ -339,6 +346,22 @@ class Mesh:
             return sc.agent.certificate()  # type: ignore[union-attr]
 
         return self._run(get())
+
+    def jwt_issuer(self, name: str = "https://auth.meshlab.dev", key_type: str = "RS256") -> Any:
+        """A JWT issuer for this mesh (a ``meshlab.security.jwt.Issuer`` on the mesh clock),
+        registered with the control plane: a RequestAuthentication whose ``jwksUri`` is
+        ``issuer.jwks_uri`` (``<name>/.well-known/jwks.json``), or that names only the issuer,
+        gets its keys at compile time as istiod inlines fetched JWKS; no network is used. The
+        same ``name`` returns the same issuer (a new one if ``key_type`` changes)."""
+        from .security.jwt import Issuer
+
+        compiler = next(h for h in self.pilot.hooks if isinstance(h, SecurityCompiler))
+        issuer = compiler.jwks.issuers.get(name)
+        if issuer is None or issuer.key_type != key_type:
+            issuer = Issuer(name, key_type=key_type, clock=self.clock)
+            compiler.jwks.register(issuer)
+            self.pilot.invalidate()
+        return issuer
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -578,6 +601,29 @@ class Mesh:
             return rows
 
         return pd.DataFrame(self._run(collect()), columns=["pod", "stat", "value"])
+
+    def dashboard(self, window: float = 2.0, by: str = "destination_workload",
+                  reporter: str = "destination") -> pd.DataFrame:
+        """What Istio's Grafana dashboards plot, from the built-in Prometheus: per ``by`` group
+        and scrape time, request rate (req/s), error rate and p50/p90/p99 latency (ms) over the
+        trailing ``window`` seconds."""
+
+        async def query() -> pd.DataFrame:
+            self.prometheus.scrape()
+            return self.prometheus.dashboard(window, by, reporter)
+
+        return self._run(query())
+
+    def service_summary(self, window: float | None = None, by: str = "destination_workload",
+                        reporter: str = "destination") -> pd.DataFrame:
+        """One row per ``by`` group: requests, rate, error rate, p50/p90/p99 latency over the last
+        ``window`` seconds (default: since the mesh started), computed from the metrics."""
+
+        async def query() -> pd.DataFrame:
+            self.prometheus.scrape()
+            return self.prometheus.summary(window, by, reporter)
+
+        return self._run(query())
 
     def traces(self) -> pd.DataFrame:
         """Every span collected (one row each): trace_id, span_id, parent_id, name, workload, pod,

@@ -1,8 +1,8 @@
 """The plots the notebooks share: traffic, availability, latency, replicas, cost, request paths.
 
 Every function takes DataFrames as ``Mesh.load`` / ``shop.drive`` / ``mesh.access_log`` return
-them and returns a ``matplotlib.figure.Figure`` (not registered with pyplot, so a notebook cell
-that ends with it shows it exactly once, and nothing leaks between cells). Figures are small
+them and returns a ``matplotlib.figure.Figure`` (a ``PlotFigure``: not registered with pyplot, so a
+notebook cell that ends with it shows it exactly once as a PNG, and nothing leaks between cells). Figures are small
 (8 x 3.5 in by default), with a title, axis labels with units and a legend. A name keeps its
 colour in every plot (``cart`` is always the same colour), and status classes use the usual
 traffic-light colours.
@@ -13,6 +13,7 @@ that compare runs take a ``by`` column (``feature``, ``service``, ``scenario`` .
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 __all__ = [
-    "FIGSIZE", "availability", "availability_table", "color", "cost_vs_throughput", "latency_percentiles",
+    "FIGSIZE", "PlotFigure", "availability", "availability_table", "color", "cost_vs_throughput", "latency_percentiles",
     "replicas", "request_timeline", "request_waterfall", "status_class", "throughput", "traffic",
 ]
 
@@ -35,6 +36,15 @@ _FIXED = {"monolith": "#8c564b", "microservices": "#2ca02c"}
 _assigned: dict[str, str] = {}
 
 Runs = pd.DataFrame | Mapping[str, pd.DataFrame]
+
+
+class PlotFigure(Figure):
+    """A Figure that shows itself as a PNG in Jupyter (``_repr_png_``) without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def color(name: str) -> str:
@@ -70,7 +80,7 @@ def _figure(n: int = 1, figsize: tuple[float, float] | None = None, sharey: bool
     ncols = ncols or n
     nrows = -(-n // ncols)
     size = figsize or (FIGSIZE[0], FIGSIZE[1] if nrows == 1 else 2.4 * nrows)
-    fig = Figure(figsize=size, layout="constrained")
+    fig = PlotFigure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -95,24 +105,26 @@ def _bins(t: pd.Series, bin_s: float) -> pd.Series:
     return (np.floor(t / bin_s) * bin_s).round(6)
 
 
-def availability_table(df: pd.DataFrame, by: str = "feature", bin_s: float = 0.25) -> pd.DataFrame:
+def availability_table(df: pd.DataFrame, by: str = "feature", bin_s: float = 0.25, time: str = "t") -> pd.DataFrame:
     """Per time bin and group: requests, and availability = share answered without a 5xx (or a
-    failed connection). Columns: t (bin start, s), ``by``, requests, availability."""
+    failed connection). Requests are binned by the ``time`` column (``t``: sent; ``done``, in
+    ``shop.drive`` frames: answered). Columns: t (bin start, s), ``by``, requests, availability."""
     ok = (df["status"] > 0) & (df["status"] < 500)
-    g = df.assign(_t=_bins(df["t"], bin_s), _ok=ok).groupby(["_t", by], observed=True)["_ok"]
+    g = df.assign(_t=_bins(df[time], bin_s), _ok=ok).groupby(["_t", by], observed=True)["_ok"]
     out = pd.DataFrame({"requests": g.size(), "availability": g.mean()}).reset_index()
     return out.rename(columns={"_t": "t"})
 
 
 def availability(runs: Runs, by: str = "feature", bin_s: float = 0.25, title: str = "Availability per feature",
                  spans: Mapping[str, Iterable[tuple[float, float, str]]] | Iterable[tuple[float, float, str]]
-                 | None = None) -> Figure:
+                 | None = None, time: str = "t") -> Figure:
     """Availability (share of requests without a 5xx) per ``by`` over time; one panel per run
-    when ``runs`` is a dict. ``spans``: (start, end, label) intervals to shade (per run name)."""
+    when ``runs`` is a dict. ``spans``: (start, end, label) intervals to shade (per run name).
+    ``time``: the column that places a request in time (``t`` sent, ``done`` answered)."""
     named = _runs(runs)
     fig, axes = _figure(len(named))
     for ax, (name, df) in zip(axes, named.items(), strict=True):
-        table = availability_table(df, by, bin_s)
+        table = availability_table(df, by, bin_s, time)
         groups = _ordered(table[by])
         for i, group in enumerate(groups):  # thickest first, so lines on top of each other stay visible
             part = table[table[by] == group]
@@ -121,7 +133,7 @@ def availability(runs: Runs, by: str = "feature", bin_s: float = 0.25, title: st
         run_spans = spans.get(name) if isinstance(spans, Mapping) else spans
         _shade(ax, run_spans)
         ax.set_ylim(-5, 105)
-        ax.set_xlabel("time since start (s)")
+        ax.set_xlabel("time since start (s)" if time == "t" else "time the answer arrived (s)")
         ax.set_title(name or title, fontsize="medium")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("requests without 5xx (%)")
@@ -216,10 +228,14 @@ def cost_vs_throughput(df: pd.DataFrame, x: str = "cost_mb", y: str = "throughpu
                        title: str = "Cost against throughput") -> Figure:
     """One point per row: memory reserved (replicas x footprint, MB) against successful requests/s."""
     fig, (ax,) = _figure(1)
+    span_x, span_y = float(df[x].max()) or 1.0, float(df[y].max()) or 1.0
+    placed: list[tuple[float, float]] = []
     for _, row in df.iterrows():
-        name = str(row[label])
-        ax.scatter(row[x], row[y], s=60, color=color(name.split()[0]), zorder=3, label=name)
-        ax.annotate(name, (row[x], row[y]), xytext=(6, 4), textcoords="offset points", fontsize="small")
+        name, px, py = str(row[label]), float(row[x]), float(row[y])
+        ax.scatter(px, py, s=60, color=color(name), zorder=3, label=name)
+        crowded = sum(abs(px - qx) < 0.1 * span_x and abs(py - qy) < 0.08 * span_y for qx, qy in placed)
+        ax.annotate(name, (px, py), xytext=(6, 4 - 12 * crowded), textcoords="offset points", fontsize="small")
+        placed.append((px, py))
     ax.set_xlabel("memory reserved: replicas x footprint (MB)")
     ax.set_ylabel("successful requests/s")
     ax.set_xlim(left=0, right=float(df[x].max()) * 1.3)
@@ -236,7 +252,7 @@ def request_timeline(runs: Runs, y: str = "feature", hue: str = "generation",
     ``runs`` is a dict."""
     named = _runs(runs)
     n = len(named)
-    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] if n == 1 else 2.6 * n), layout="constrained")
+    fig = PlotFigure(figsize=(FIGSIZE[0], FIGSIZE[1] if n == 1 else 2.6 * n), layout="constrained")
     axes = fig.subplots(n, 1, sharex=True, squeeze=False).ravel().tolist()
     for ax, (name, df) in zip(axes, named.items(), strict=True):
         _timeline(ax, df, y, hue)

@@ -87,13 +87,13 @@ class ServiceSpec:
 
 
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in [
-    ServiceSpec("storefront", 5, 4, 16, 128, ("listing", "details")),
-    ServiceSpec("login", 20, 4, 16, 192),
-    ServiceSpec("listing", 20, 4, 16, 256),
-    ServiceSpec("details", 10, 4, 16, 192),
-    ServiceSpec("cart", 50, 4, 16, 160),
-    ServiceSpec("checkout", 20, 4, 16, 192, ("cart", "payment")),
-    ServiceSpec("payment", 30, 4, 16, 256),
+    ServiceSpec("storefront", 10, 4, 32, 128, ("listing", "details")),
+    ServiceSpec("login", 30, 4, 32, 192),
+    ServiceSpec("listing", 30, 4, 32, 256),
+    ServiceSpec("details", 15, 4, 32, 192),
+    ServiceSpec("cart", 80, 4, 32, 160),
+    ServiceSpec("checkout", 30, 4, 32, 192, ("cart", "payment")),
+    ServiceSpec("payment", 40, 4, 32, 256),
 ]}
 
 
@@ -118,7 +118,7 @@ FEATURES: dict[str, Feature] = {f.name: f for f in [
 ]}
 
 #: Everyday traffic, requests per second per feature.
-BASELINE: dict[str, float] = {f: 20.0 for f in FEATURES}
+BASELINE: dict[str, float] = {f: 12.0 for f in FEATURES}
 
 
 def service_work(name: str) -> Work:
@@ -129,7 +129,7 @@ def service_work(name: str) -> Work:
 
 def monolith_work() -> Work:
     """The work model of one monolith pod: ``MONOLITH_WORKERS`` workers, every feature's memory."""
-    return Work(capacity=MONOLITH_WORKERS, queue=4 * MONOLITH_WORKERS,
+    return Work(capacity=MONOLITH_WORKERS, queue=8 * MONOLITH_WORKERS,
                 footprint_mb=sum(s.footprint_mb for s in SERVICES.values()))
 
 
@@ -642,8 +642,9 @@ def drive(mesh: Mesh, rates: dict[str, float], duration: float, *, build: str = 
     """Send a mix of features at once, each at its own rate (requests/s, open loop), for
     ``duration`` seconds, to the monolith (``build="monolith"``) or the microservices.
 
-    Returns one DataFrame (``mesh.load`` columns plus ``feature`` and ``build``; ``t`` in
-    seconds since the run started), or with ``background=True`` a ``Traffic`` at once."""
+    Returns one DataFrame (``mesh.load`` columns plus ``feature``, ``build`` and ``done``: ``t``
+    is when a request was due to be sent and ``done`` when its answer arrived, in seconds since
+    the run started), or with ``background=True`` a ``Traffic`` at once."""
     if build not in ("monolith", "microservices"):
         raise ValueError("drive: build is 'monolith' or 'microservices'")
     unknown = sorted(set(rates) - set(FEATURES))
@@ -671,6 +672,7 @@ def drive(mesh: Mesh, rates: dict[str, float], duration: float, *, build: str = 
         results = await asyncio.gather(*jobs)
         frames = [r.df.assign(feature=name, build=build) for name, r in zip(names, results, strict=True)]
         df = pd.concat(frames, ignore_index=True).sort_values("t", kind="stable").reset_index(drop=True)
+        df["done"] = df["t"] + df["latency_ms"] / 1000.0
         df.attrs["t0"] = started["t0"]
         return df
 
@@ -679,10 +681,10 @@ def drive(mesh: Mesh, rates: dict[str, float], duration: float, *, build: str = 
 
 
 def availability(df: pd.DataFrame, by: str = "feature", start: float | None = None,
-                 end: float | None = None) -> pd.Series:
+                 end: float | None = None, time: str = "t") -> pd.Series:
     """Per ``by`` value, the share of requests answered without a 5xx (or a failed connection),
-    among those that started in ``[start, end)`` seconds of the run."""
-    t = df["t"]
+    among those whose ``time`` (``"t"``: sent, ``"done"``: answered) is in ``[start, end)``."""
+    t = df[time]
     window = df[(t >= (start if start is not None else -1e18)) & (t < (end if end is not None else 1e18))]
     ok = (window["status"] > 0) & (window["status"] < 500)
     return ok.groupby(window[by], sort=False).mean().rename("availability")

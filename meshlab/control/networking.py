@@ -90,10 +90,27 @@ class NetworkingCompiler:
 
     def __init__(self, store: ConfigStore, dns: dict[str, tuple[str, int]] | None = None) -> None:
         self.store = store
-        #: creation order of resources, by key (Istio resolves conflicts in favour of the oldest)
+        #: creation order of resources, by key (Istio resolves conflicts in favour of the oldest).
+        #: Kept by ``track_creation`` on every store change: a deleted resource is forgotten, so
+        #: re-creating it makes it the youngest (Kubernetes gives it a new creationTimestamp).
         self.created: dict[tuple[str, str, str], int] = {}
+        self._next_rank = 0
         #: names meshlab resolves for ServiceEntries (services it runs outside the mesh)
         self.dns = dns if dns is not None else {}
+        self.track_creation(store)
+        store.subscribe(self.track_creation)
+
+    def track_creation(self, store: ConfigStore) -> None:
+        """Rank new resources after every existing one; forget deleted ones. Resources created by
+        one apply share a Kubernetes timestamp (seconds), and Istio then orders them by name, then
+        namespace."""
+        present = store.list()
+        keys = {r.key for r in present}
+        for key in [k for k in self.created if k not in keys]:
+            del self.created[key]
+        for r in sorted((r for r in present if r.key not in self.created), key=lambda r: (r.name, r.namespace)):
+            self.created[r.key] = self._next_rank
+            self._next_rank += 1
 
     def __call__(self, pilot: Pilot, draft: Draft) -> None:
         vhosts, clusters = draft.virtual_hosts, draft.clusters

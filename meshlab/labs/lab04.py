@@ -469,6 +469,9 @@ class RewriteOldApi(Question):
                                 "does not define.")
             body = _json(r)
             if r.status_code != 200 or body.get("id") != pid or app_path != f"/ratings/{pid}":
+                if app_path == path:
+                    raise Incorrect(f"`{path}` reached the ratings app unchanged (answer {r.status_code}): no "
+                                    "rewrite applied to it. Check the `match` of your rewrite rule.")
                 seen = f"reached the ratings app as `{app_path}`" if app_path else "never reached the ratings app"
                 raise Incorrect(f"`{path}` {seen} (answer {r.status_code}); it should arrive as `/ratings/{pid}`. "
                                 "Check your `rewrite`.")

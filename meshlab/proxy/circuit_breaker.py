@@ -113,11 +113,17 @@ class CircuitBreaker:
         try:
             await fut  # release() hands us its connection
         except asyncio.CancelledError:
-            self.requests -= 1
             if fut.done() and not fut.cancelled():
-                self.release()  # we were handed a connection just as we gave up
+                # We were handed a connection just as we gave up: release() both ends our
+                # request and passes the connection on (decrementing here too would count
+                # this request twice).
+                self.release()
             else:
-                self.pending.remove(fut)
+                self.requests -= 1
+                try:
+                    self.pending.remove(fut)
+                except ValueError:  # a release() already dropped our cancelled place
+                    pass
             raise
         return None
 

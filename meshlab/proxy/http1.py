@@ -150,6 +150,7 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     keep_alive: bool = True
+    version: str = "1.1"  # the HTTP version the client spoke (an HTTP/1.0 client is answered accordingly)
 
     @property
     def path(self) -> str:
@@ -195,7 +196,8 @@ def local_reply(status: int, text: str, headers: Iterable[tuple[str, str]] = ())
     return Response(status, h, body)
 
 
-def _head(first_line: str, headers: Headers, body: bytes, close: bool, length: int | None = None) -> bytearray:
+def _head(first_line: str, headers: Headers, body: bytes, close: bool, length: int | None = None,
+          keep_alive_header: bool = False) -> bytearray:
     out = bytearray(first_line.encode("latin-1"))
     for k, v in headers:
         if k in HOP_BY_HOP:
@@ -204,6 +206,8 @@ def _head(first_line: str, headers: Headers, body: bytes, close: bool, length: i
     out += b"content-length: %d\r\n" % (len(body) if length is None else length)
     if close:
         out += b"connection: close\r\n"
+    elif keep_alive_header:
+        out += b"connection: keep-alive\r\n"
     out += b"\r\n"
     return out
 
@@ -215,16 +219,18 @@ def serialize_request(req: Request, target: str | None = None) -> bytes:
     return bytes(out)
 
 
-def serialize_response(resp: Response, close: bool = False, head_only: bool = False) -> bytes:
+def serialize_response(resp: Response, close: bool = False, head_only: bool = False,
+                       http10: bool = False) -> bytes:
     """Bytes of ``resp`` for the wire. ``head_only`` omits the body (answer to HEAD); the
     Content-Length is then the one a GET would get: the body's, or, for a forwarded answer to
-    HEAD (no body), the upstream's own Content-Length."""
+    HEAD (no body), the upstream's own Content-Length. ``http10``: the client spoke HTTP/1.0,
+    for which a persistent connection must be announced (``connection: keep-alive``)."""
     length = None
     if head_only and not resp.body:
         declared = resp.headers.get("content-length")
         if declared is not None and declared.strip().isdigit():
             length = int(declared)
-    out = _head(f"HTTP/1.1 {resp.status} {resp.reason}\r\n", resp.headers, resp.body, close, length)
+    out = _head(f"HTTP/1.1 {resp.status} {resp.reason}\r\n", resp.headers, resp.body, close, length, http10)
     if not head_only:
         out += resp.body
     return bytes(out)
@@ -282,6 +288,7 @@ class ServerConnection(asyncio.Protocol):
             Headers.__new__(Headers),
             b"".join(self._body),
             p.should_keep_alive(),
+            p.get_http_version(),
         )
         req.headers._items = self._headers
         self._queue.append(req)
@@ -352,7 +359,8 @@ class ServerConnection(asyncio.Protocol):
                 if self.closed or self.transport is None:
                     return
                 close = not (req.keep_alive and resp.keep_alive) or self.listener.closing
-                self.transport.write(serialize_response(resp, close=close, head_only=req.method == "HEAD"))
+                self.transport.write(serialize_response(resp, close=close, head_only=req.method == "HEAD",
+                                                        http10=req.version == "1.0"))
                 if close:
                     self.transport.close()
                     self.closed = True

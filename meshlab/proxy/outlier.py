@@ -132,6 +132,7 @@ class OutlierDetector:
 
     def report(self, host: Host, status: int, hosts: Sequence[Host]) -> None:
         """Record one answer (``status``; 503/504 for local connection failures and timeouts)."""
+        self.sweep()  # sweeps due since the request started come first
         st = self._st(host)
         cfg = self.config
         if status < 500:

@@ -38,6 +38,8 @@ from ..telemetry.metrics import IstioMetrics
 from . import flags as F
 from .cluster import Cluster
 from .filters import HttpFilter, run_chain
+from .filters.authn import AuthnFilter
+from .filters.authz import AuthzFilter
 from .filters.fault import FaultFilter
 from .filters.router import InboundRouter, Router, resolve_route, strip_mesh_headers
 from .http1 import Headers, Listener, Request, Response, ServerConnection, local_reply
@@ -75,7 +77,7 @@ class Sidecar:
         self.app_pools = PoolSet()  # the local app's connections to this outbound listener
         self.clusters: dict[str, Cluster] = {}
         self.outbound_filters: list[HttpFilter] = [FaultFilter(), Router()]
-        self.inbound_filters: list[HttpFilter] = [InboundRouter()]
+        self.inbound_filters: list[HttpFilter] = [AuthnFilter(), AuthzFilter(), InboundRouter()]
         self.metrics = IstioMetrics()
         self.access_log = AccessLog()
         self.stats: Counter[str] = Counter()

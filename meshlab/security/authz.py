@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
     from ..config import Resource
     from ..mesh import Mesh
+    from ..proxy.route import Snapshot
     from ..proxy.sidecar import Sidecar
 
 __all__ = [
@@ -81,10 +82,15 @@ __all__ = [
     "AuthzRule",
     "compile_authorization_policies",
     "policies_for",
+    "workload_policies",
     "selects",
     "evaluate",
     "value_matches",
     "normalize_path",
+    "strip_spiffe",
+    "record",
+    "compile_policy",
+    "DENIED_BODY",
     "explain",
     "matrix",
 ]
@@ -618,9 +624,10 @@ def record(stats: Any, policies: Sequence[AuthzPolicy], decision: Decision) -> N
 
 # ---------------------------------------------------------------------------- notebooks
 
-def _workload_policies(sidecar: Sidecar) -> list[AuthzPolicy]:
-    """The compiled policies that apply to ``sidecar`` at its current configuration (cached per snapshot)."""
-    snap = sidecar.pilot.snapshot
+def workload_policies(sidecar: Sidecar, snapshot: Snapshot | None = None) -> list[AuthzPolicy]:
+    """The compiled policies that apply to ``sidecar`` in ``snapshot`` (default: its current
+    configuration); cached per snapshot."""
+    snap = snapshot if snapshot is not None else sidecar.pilot.snapshot
     cache = snap.extra.setdefault("_authz_for", {})
     key = (sidecar.namespace, tuple(sorted(sidecar.labels.items())))
     found = cache.get(key)
@@ -689,7 +696,7 @@ def _explain(mesh: Mesh, source: str | None, destination: str, method: str, path
     if token is not None:
         h.set("authorization", f"Bearer {token}")
     request_principal = claims = None
-    providers = providers_for(dst)
+    providers = providers_for(dst, snap)
     if providers:
         result = authenticate(providers, h, path, dst.clock())
         if not result.ok:
@@ -705,7 +712,7 @@ def _explain(mesh: Mesh, source: str | None, destination: str, method: str, path
         source_principal=strip_spiffe(src.identity.principal) if (src is not None and mtls) else None,
         request_principal=request_principal, claims=claims,
     )
-    return evaluate(_workload_policies(dst), attrs)
+    return evaluate(workload_policies(dst, snap), attrs)
 
 
 def matrix(mesh: Mesh, sources: Sequence[str | None] | None = None, destinations: Sequence[str] | None = None,

@@ -1,0 +1,54 @@
+"""The JWT authentication filter (Envoy's ``envoy.filters.http.jwt_authn``): RequestAuthentication.
+
+First in the inbound chain. It validates the tokens a request carries against the JWT rules of
+every RequestAuthentication that applies to this workload (``meshlab.security.jwt``):
+
+* no token: the request goes on, without a request principal (Istio's ``allow_missing``);
+* a valid token: the token header is removed unless ``forwardOriginalToken``, payload and claim
+  headers are added, and ``stream.extra["jwt"]`` gets the ``JwtIdentity`` (``<iss>/<sub>``
+  principal and claims) the authorization filter reads;
+* an invalid token: ``401`` (``403`` for a wrong audience) with Envoy's message as body, a
+  ``www-authenticate: Bearer realm=..., error="invalid_token"`` header, and response code
+  details ``jwt_authn_access_denied{Jwt_is_expired}`` in the access log.
+
+Counters: ``jwt_authn.allowed``, ``jwt_authn.denied``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...security.jwt import authenticate, providers_for
+from ..http1 import local_reply
+
+if TYPE_CHECKING:
+    from ..http1 import Response
+    from ..stream import Stream
+    from . import Next
+
+__all__ = ["AuthnFilter"]
+
+
+class AuthnFilter:
+    """Validates JWTs (see the module docstring)."""
+
+    name = "envoy.filters.http.jwt_authn"
+
+    async def __call__(self, stream: Stream, next: Next) -> Response:
+        sidecar = stream.sidecar
+        providers = providers_for(sidecar, stream.snapshot)
+        if not providers:
+            return await next(stream)
+        req = stream.request
+        result = authenticate(providers, req.headers, stream.path, sidecar.clock())
+        if not result.ok:
+            sidecar.stats["jwt_authn.denied"] += 1
+            stream.details = "jwt_authn_access_denied{" + result.status.replace(" ", "_") + "}"
+            realm = f"http://{stream.authority}{stream.path.split('?', 1)[0]}"
+            return local_reply(result.code, result.status,
+                               [("www-authenticate", f'Bearer realm="{realm}", error="invalid_token"')])
+        sidecar.stats["jwt_authn.allowed"] += 1
+        result.apply(req.headers)
+        if result.identity is not None:
+            stream.extra["jwt"] = result.identity
+        return await next(stream)
