@@ -29,7 +29,7 @@ from .client import build_request, to_httpx
 from .config import ConfigStore, Resource, load
 from .control.admin import AdminAPI
 from .control.analyze import Analysis, analyze
-from .control.ca import CertificateAuthority
+from .control.ca import CertificateAuthority, spiffe_id
 from .control.networking import NetworkingCompiler
 from .control.pilot import Pilot
 from .control.proxy_config import proxy_view as _proxy_view
@@ -49,16 +49,8 @@ from .workload import Replica, Work
 
 __all__ = ["Mesh", "MeshError"]
 
-TRUST_DOMAIN = "cluster.local"
-
-
 class MeshError(RuntimeError):
     """A mesh operation that cannot be done (unknown service, bad arguments, not started)."""
-
-
-def spiffe_id(namespace: str, service_account: str) -> str:
-    """The SPIFFE identity Istio gives a workload: spiffe://cluster.local/ns/<ns>/sa/<sa>."""
-    return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
 
 
 class Mesh:
@@ -109,6 +101,7 @@ class Mesh:
         self._pods: dict[str, Replica] = {}
         self._next_index: dict[tuple[str, str, str], int] = {}
         self._specs: dict[tuple[str, str, str], tuple[Any, Work, dict[str, str]]] = {}
+        self._accounts: dict[tuple[str, str, str], str] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._lock = threading.RLock()
 
@@ -186,11 +179,13 @@ class Mesh:
     # -- workloads ----------------------------------------------------------------------------
     def deploy(self, name: str, app: Any, replicas: int = 1, version: str = "v1",
                labels: dict[str, str] | None = None, work: Work | None = None,
-               namespace: str | None = None, port: int = 80) -> list[Replica]:
+               namespace: str | None = None, port: int = 80, service_account: str | None = None) -> list[Replica]:
         """Deploy ``app`` (any ASGI app, e.g. FastAPI) as service ``name`` at ``version`` with
         ``replicas`` pods, each with its sidecar. Deploying another version of the same service
         adds a second Deployment behind the same Service. ``port`` is the Service's port (what
-        ``destination.port.number`` in a VirtualService refers to; Bookinfo uses 9080)."""
+        ``destination.port.number`` in a VirtualService refers to; Bookinfo uses 9080).
+        ``service_account`` (default: the service name) is the pod's identity:
+        ``spiffe://cluster.local/ns/<namespace>/sa/<service_account>``."""
         _check_name(name, "service name")
         _check_name(version, "version")
         if replicas < 0:
@@ -201,6 +196,7 @@ class Mesh:
                             f"mesh.restart({name!r}, app=...) to change it")
         pod_labels = {"app": name, "version": version, **(labels or {})}
         spec = (app, work or Work(), pod_labels)
+        self._accounts[(ns, name, version)] = service_account or name
         existing = self.registry.services.get((ns, name))
         if existing is not None and existing.port != port:
             raise MeshError(f"deploy: service {name} already has port {existing.port}; all versions share it")
@@ -217,7 +213,8 @@ class Mesh:
             index = self._next_index.get(key, 0)
             self._next_index[key] = index + 1
             replica = Replica(self, name, version, index, app, work, dict(labels), ns,
-                              self._rng("replica", ns, name, version, index))
+                              self._rng("replica", ns, name, version, index),
+                              self._accounts.get((ns, name, version)))
             replica.server = AppServer(replica, name=replica.name)
             sa = replica.service_account
             peer = Peer(replica.workload, ns, name, version, spiffe_id(ns, sa), replica.name)
@@ -663,7 +660,9 @@ class Mesh:
         previous = {r.key: r for r in self.config_store.list()}
 
         async def commit() -> list[Resource]:
-            return self.config_store.apply(resources)
+            applied = self.config_store.apply(resources)
+            self.pilot.snapshot  # noqa: B018 - istiod pushes at once: build the new snapshot now
+            return applied
 
         applied = self._run(commit()) if self.running else self.config_store.apply(resources)
         lines = []

@@ -90,7 +90,8 @@ class Replica:
     service's app with ``current_replica()`` set."""
 
     def __init__(self, mesh: Mesh, service: str, version: str, index: int, app: Any, work: Work,
-                 labels: dict[str, str], namespace: str, rng: random.Random) -> None:
+                 labels: dict[str, str], namespace: str, rng: random.Random,
+                 service_account: str | None = None) -> None:
         self.mesh = mesh
         self.service = service
         self.version = version
@@ -100,6 +101,8 @@ class Replica:
         self.labels = labels
         self.namespace = namespace
         self.rng = rng
+        #: the Kubernetes service account the pod runs as: its identity in the mesh
+        self.service_account = service_account or service
         self.name = f"{service}-{version}-{index}"
         self.workload = f"{service}-{version}"
         self.in_flight = 0
@@ -112,11 +115,6 @@ class Replica:
         self._slots: asyncio.Semaphore | None = None
         self.sidecar: Sidecar | None = None
         self.server: AppServer | None = None
-
-    @property
-    def service_account(self) -> str:
-        """The Kubernetes service account the replica runs as (its identity in the mesh)."""
-        return self.labels.get("serviceAccount", self.service)
 
     def __repr__(self) -> str:
         state = "up" if self.alive else "down"

@@ -91,10 +91,9 @@ def write_nav() -> None:
         nb = nbformat.read(path, as_version=4)
         text = nav_text(stem)
         cells = [c for c in nb.cells if not (c.cell_type == "markdown" and c.source.startswith(NAV))]
-        nb.cells = [nbformat.v4.new_markdown_cell(text), *cells, nbformat.v4.new_markdown_cell(text)]
-        for c in nb.cells:
-            c.pop("id", None)
-        nbformat.validator.normalize(nb)
+        top, bottom = nbformat.v4.new_markdown_cell(text), nbformat.v4.new_markdown_cell(text)
+        top["id"], bottom["id"] = "nav-top", "nav-bottom"  # stable ids: rewriting changes nothing else
+        nb.cells = [top, *cells, bottom]
         nbformat.write(nb, path)
 
 

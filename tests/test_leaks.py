@@ -17,7 +17,7 @@ def make_apps() -> tuple[FastAPI, FastAPI]:
     back = FastAPI()
 
     @back.get("/")
-    async def items() -> dict[str, list[int]]:
+    def items() -> dict[str, list[int]]:  # a sync endpoint: FastAPI runs it in a worker thread
         return {"items": [1, 2, 3]}
 
     front = FastAPI()

@@ -100,6 +100,32 @@ def test_short_and_long_service_names(mesh: Mesh) -> None:
         assert mesh.call(host, "/").json()["service"] == "c"
 
 
+def test_connection_handling_is_hop_by_hop(mesh: Mesh) -> None:
+    """HEAD keeps the upstream's Content-Length; an app closing its connection does not make the
+    sidecars close theirs (connection management is per hop, as in Envoy)."""
+    app = FastAPI()
+
+    @app.api_route("/", methods=["GET", "HEAD"])
+    async def root() -> PlainTextResponse:
+        return PlainTextResponse("twelve bytes")
+
+    @app.get("/close")
+    async def close() -> PlainTextResponse:
+        return PlainTextResponse("bye", headers={"connection": "close"})  # uvicorn then closes
+
+    mesh.deploy("h", app)
+    assert mesh.call("h", "/").text == "twelve bytes"
+    for _ in range(3):
+        r = mesh.call("h", "/close")
+        assert r.text == "bye" and "connection" not in r.headers
+    assert mesh.call("h", "/").text == "twelve bytes"
+    # the caller's keep-alive connection to its sidecar survived: one connection in all
+    assert sum(pool.opened for pool in mesh._pools.pools.values()) == 1
+    r = mesh.call("h", "/", method="HEAD")
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == "12"
+    assert "connection" not in r.headers
+
+
 def test_access_log_both_reporters_and_request_id_across_hops(mesh: Mesh) -> None:
     deploy_chain(mesh)
     r = mesh.call("a", "/", headers={"x-request-id": "req-test-1"})
@@ -200,7 +226,7 @@ def test_uf_killed_replica_alone_is_503_uf() -> None:
         assert r.status_code == 503 and r.headers["x-meshlab-upstream"] == "c-v1-0"
         # the pod's sidecar is up; its app is not: it answers 503 UF (connection failure)
         log = mesh.access_log(reporter="destination")
-        assert len(log) >= 1 and set(zip(log["response_code"], log["response_flags"])) == {(503, "UF")}
+        assert len(log) >= 1 and set(zip(log["response_code"], log["response_flags"], strict=True)) == {(503, "UF")}
         assert "connection_failure" in log["response_code_details"].iloc[0]
 
 
@@ -218,7 +244,7 @@ def test_uf_killed_replica_until_readiness_removes_it() -> None:
         assert hit > 0
         m = requests_total(mesh)
         dest_killed = m[(m["reporter"] == "destination") & (m["pod"] == "c-v1-0")]
-        assert set(zip(dest_killed["response_code"], dest_killed["response_flags"])) == {("503", "UF")}
+        assert set(zip(dest_killed["response_code"], dest_killed["response_flags"], strict=True)) == {("503", "UF")}
         assert dest_killed["value"].sum() == hit
         for r in rs:
             assert (r.status_code, r.headers["x-meshlab-upstream"]) in {(200, "c-v1-1"), (503, "c-v1-0")}
@@ -269,6 +295,56 @@ def test_rolling_restart_under_load_fails_no_request(mesh: Mesh) -> None:
     assert mesh.endpoints("c")["pod"].tolist() == ["c-v1-2", "c-v1-3"]
     assert mesh.endpoints("b")["pod"].tolist() == ["b-v1-2", "b-v1-3"]
     assert mesh.call("a", "/").json()["next"]["next"]["pod"] in {"c-v1-2", "c-v1-3"}
+
+
+def counting_app(name: str, seconds: float) -> tuple[FastAPI, dict[str, int]]:
+    """An app that takes ``seconds`` and counts requests it started, finished, and had cut short
+    (cancelled mid-way: its replica was closed with the request in flight)."""
+    app, state = FastAPI(), {"started": 0, "finished": 0, "cut": 0}
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        state["started"] += 1
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            state["cut"] += 1
+            raise
+        state["finished"] += 1
+        return {"service": name}
+
+    return app, state
+
+
+def load_through(mesh: Mesh, service: str, change: Callable[[], None]) -> None:
+    run = mesh.load(service, "/", concurrency=6, duration=60, background=True, progress=False)
+    wait_for(lambda: run.progress.done >= 20)
+    change()
+    before = run.progress.done
+    wait_for(lambda: run.progress.done >= before + 20)
+    run.stop()
+
+
+@pytest.mark.xfail(reason="BUG: mesh.scale removes replicas with no drain (mesh._scale -> _remove_replica(drain=0)): "
+                          "requests in flight at the removed replicas are cut; Kubernetes/Istio drain them",
+                   strict=True)
+def test_scale_down_under_load_cuts_no_request_in_flight(mesh: Mesh) -> None:
+    app, state = counting_app("c", 0.04)
+    mesh.deploy("c", app, replicas=3)
+    load_through(mesh, "c", lambda: mesh.scale("c", 1))
+    assert state["started"] > 40
+    assert state["cut"] == 0
+
+
+@pytest.mark.xfail(reason="BUG: mesh.restart drains with a fixed sleep (drain=0.05 s), not until the requests in "
+                          "flight finish: a service slower than 50 ms loses requests in a rolling restart",
+                   strict=True)
+def test_rolling_restart_of_a_slow_service_cuts_no_request_in_flight(mesh: Mesh) -> None:
+    app, state = counting_app("c", 0.1)
+    mesh.deploy("c", app, replicas=2)
+    load_through(mesh, "c", lambda: mesh.restart("c"))
+    assert state["started"] > 40
+    assert state["cut"] == 0
 
 
 def test_restart_with_a_new_app(mesh: Mesh) -> None:
@@ -419,6 +495,16 @@ def test_load_closed_loop(mesh: Mesh) -> None:
     assert len(res.df) > 0 and res.status_counts() == {200: len(res.df)}
     assert "LoadResult concurrency=2" in repr(res)
     assert res.summary()["requests"] == len(res.df)
+
+
+@pytest.mark.xfail(reason="BUG: Mesh._version_of looks pods up by bare name, but pods outside the default "
+                          "namespace are keyed 'ns/pod' in Mesh._pods: load().df.version is empty for them",
+                   strict=True)
+def test_load_version_column_outside_the_default_namespace(mesh: Mesh) -> None:
+    mesh.deploy("c", make_app("c"), namespace="shop", replicas=2)
+    res = mesh.load("c.shop", "/", concurrency=2, requests=10, progress=False)
+    assert res.status_counts() == {200: 10} and set(res.df["upstream"]) == {"c-v1-0", "c-v1-1"}
+    assert set(res.df["version"]) == {"v1"}
 
 
 def test_load_counts_failures(mesh: Mesh) -> None:

@@ -178,9 +178,11 @@ def ratings(version: str = "v1") -> FastAPI:
 
 def deploy(mesh: Mesh, replicas: int = 1, reviews_versions: tuple[str, ...] = ("v1", "v2", "v3")) -> None:
     """Deploy Bookinfo in ``mesh``: productpage v1, details v1, reviews (v1, v2, v3), ratings v1,
-    each with ``replicas`` pods, labelled app/version and on port 9080 as in Istio's sample."""
-    mesh.deploy("productpage", productpage(), replicas=replicas, version="v1", port=PORT)
-    mesh.deploy("details", details(), replicas=replicas, version="v1", port=PORT)
+    each with ``replicas`` pods, labelled app/version, on port 9080 and with the service accounts
+    ``bookinfo-<service>`` as in Istio's sample."""
+    mesh.deploy("productpage", productpage(), replicas=replicas, version="v1", port=PORT,
+                service_account="bookinfo-productpage")
+    mesh.deploy("details", details(), replicas=replicas, version="v1", port=PORT, service_account="bookinfo-details")
     for v in reviews_versions:
-        mesh.deploy("reviews", reviews(v), replicas=replicas, version=v, port=PORT)
-    mesh.deploy("ratings", ratings(), replicas=replicas, version="v1", port=PORT)
+        mesh.deploy("reviews", reviews(v), replicas=replicas, version=v, port=PORT, service_account="bookinfo-reviews")
+    mesh.deploy("ratings", ratings(), replicas=replicas, version="v1", port=PORT, service_account="bookinfo-ratings")

@@ -87,13 +87,13 @@ class ServiceSpec:
 
 
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in [
-    ServiceSpec("storefront", 10, 4, 32, 128, ("listing", "details")),
-    ServiceSpec("login", 30, 4, 32, 192),
-    ServiceSpec("listing", 30, 4, 32, 256),
-    ServiceSpec("details", 15, 4, 32, 192),
-    ServiceSpec("cart", 80, 4, 32, 160),
-    ServiceSpec("checkout", 30, 4, 32, 192, ("cart", "payment")),
-    ServiceSpec("payment", 40, 4, 32, 256),
+    ServiceSpec("storefront", 10, 4, 16, 128, ("listing", "details")),
+    ServiceSpec("login", 30, 4, 16, 192),
+    ServiceSpec("listing", 30, 4, 16, 256),
+    ServiceSpec("details", 15, 4, 16, 192),
+    ServiceSpec("cart", 80, 4, 16, 160),
+    ServiceSpec("checkout", 30, 4, 16, 192, ("cart", "payment")),
+    ServiceSpec("payment", 40, 4, 16, 256),
 ]}
 
 
@@ -129,7 +129,7 @@ def service_work(name: str) -> Work:
 
 def monolith_work() -> Work:
     """The work model of one monolith pod: ``MONOLITH_WORKERS`` workers, every feature's memory."""
-    return Work(capacity=MONOLITH_WORKERS, queue=8 * MONOLITH_WORKERS,
+    return Work(capacity=MONOLITH_WORKERS, queue=4 * MONOLITH_WORKERS,
                 footprint_mb=sum(s.footprint_mb for s in SERVICES.values()))
 
 

@@ -84,12 +84,19 @@ def _looks_like_yaml(text: str) -> bool:
     return "\n" in text or stripped.startswith(("apiVersion", "kind", "---", "{", "#"))
 
 
+def _plausible_path(text: str) -> bool:
+    """Whether a one-line string is meant as a file or folder name (not inline YAML)."""
+    return Path(text).exists() or not any(c in text for c in ":{}[]")
+
+
 def _documents(source: Any, problems: list[Problem]) -> Iterable[tuple[str, YamlDocument | Resource]]:
     if isinstance(source, Resource):
         yield "<resource>", source
     elif isinstance(source, dict):
         yield "<dict>", YamlDocument(source, None)
-    elif isinstance(source, str) and _looks_like_yaml(source):
+    elif isinstance(source, str) and not source.strip():
+        problems.append(Problem("<string>", None, "", "empty configuration: no YAML documents given"))
+    elif isinstance(source, str) and (_looks_like_yaml(source) or not _plausible_path(source)):
         for document in parse_yaml(source, "<string>"):
             yield "<string>", document
     elif isinstance(source, str | Path):

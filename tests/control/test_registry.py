@@ -9,6 +9,7 @@ import pytest
 
 from meshlab.control.pilot import Pilot
 from meshlab.control.registry import Registry, RegistryError, Service
+from meshlab.proxy.stream import Peer
 from meshlab.workload import Replica, Work
 
 
@@ -16,8 +17,11 @@ def replica(service: str, version: str = "v1", index: int = 0, namespace: str = 
             port: int | None = None, ready: bool = True) -> Replica:
     r = Replica(None, service, version, index, app=None, work=Work(),  # type: ignore[arg-type]
                 labels={"app": service, "version": version}, namespace=namespace, rng=random.Random(0))
-    if port is not None:  # a sidecar is all the registry looks at: its inbound address
-        r.sidecar = SimpleNamespace(inbound=SimpleNamespace(host="127.0.0.1", port=port))  # type: ignore[assignment]
+    if port is not None:  # the registry reads the sidecar's inbound address and identity
+        identity = Peer(r.workload, namespace, service, version, f"spiffe://cluster.local/ns/{namespace}/sa/{service}",
+                        r.name)
+        r.sidecar = SimpleNamespace(inbound=SimpleNamespace(host="127.0.0.1", port=port),  # type: ignore[assignment]
+                                    identity=identity)
     r.ready = ready
     return r
 

@@ -168,9 +168,10 @@ def test_http10_closes_unless_keep_alive(run) -> None:  # type: ignore[no-untype
         w.close()
 
         r, w = await connect(lst)  # HTTP/1.0 asking for keep-alive keeps the connection
-        w.write(b"GET /a HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+        w.write(b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
         status, headers, _ = await read_response(r)
         assert status == 200 and headers["x-keep-alive"] == "True"
+        assert headers["connection"] == "keep-alive"  # a 1.0 client only keeps it if told so
         w.write(b"GET /b HTTP/1.0\r\n\r\n")
         status, headers, _ = await read_response(r)
         assert headers["x-target"] == "/b" and headers["connection"] == "close"

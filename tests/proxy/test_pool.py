@@ -274,6 +274,27 @@ def test_connection_close_is_not_reused() -> None:
     run(main())
 
 
+def test_connection_management_is_hop_by_hop() -> None:
+    """Whether the upstream connection can be reused is the pool's business: a proxy forwarding
+    the response must not close its own downstream connection because of it (Envoy neither)."""
+
+    async def closing(req: Request, conn: ServerConnection) -> Response:
+        return Response(200, Headers(), b"bye", keep_alive=False)  # the upstream says "connection: close"
+
+    async def main() -> None:
+        lst = await listener(closing)
+        pool = Pool(lst.host, lst.port)
+        resp = await pool.send(get())
+        assert resp.status == 200 and resp.keep_alive
+        resp = await pool.send(get(method="HEAD"))
+        assert resp.keep_alive
+        assert pool.opened == 2 and pool.reused == 0  # but that upstream connection was not reused
+        pool.close()
+        await lst.close()
+
+    run(main())
+
+
 def test_head_response() -> None:
     async def main() -> None:
         lst = await listener()
