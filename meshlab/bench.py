@@ -556,7 +556,17 @@ def machine_info(nginx_version: str | None) -> dict[str, Any]:
     return {"cores": usable, "cpu": model, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "uvloop": uvloop.__version__, "nginx": nginx_version,
             "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "busy_pct": float(psutil.cpu_percent(interval=0.5))}
+            "busy_pct": float(psutil.cpu_percent(interval=0.5)), "cpu_pressure": cpu_pressure()}
+
+
+def cpu_pressure() -> float | None:
+    """Linux pressure-stall information: share of the last 10 s in which some runnable task
+    waited for a CPU (``/proc/pressure/cpu``, "some avg10"), in percent; None where unknown."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return float(re.search(r"avg10=([\d.]+)", first).group(1))  # type: ignore[union-attr]
+    except (OSError, IndexError, AttributeError, ValueError):
+        return None
 
 
 def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str | None) -> list[RunResult]:
@@ -675,7 +685,8 @@ def render(report: dict[str, Any]) -> str:
     r, v = sm["ratios"], sm["verdict"]
     lines = [f"machine: {m['cores']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, uvloop {m['uvloop']}, "
              f"nginx: {m['nginx'] or 'not used'}",
-             f"before the run: CPU {m['busy_pct']:.0f} % busy, load average {m['loadavg']}"
+             f"before the run: CPU {m['busy_pct']:.0f} % busy, load average {m['loadavg']}, CPU pressure "
+             f"{_fmt(m['cpu_pressure'], '.0f')} %; during the path runs: CPU pressure {_fmt(s.get('cpu_pressure_runs'), '.0f')} %"
              + ("  (WARNING: other processes are running; the figures will be noisy)" if m["busy_pct"] > 10 else ""),
              f"settings: {s['duration']:g} s per run after {s['warmup']:g} s warm-up; closed loop concurrency "
              f"{s['concurrency']}, open loop {s['rate']:g} req/s; load generator in a separate process (uvloop)",
@@ -695,6 +706,10 @@ def render(report: dict[str, Any]) -> str:
                       "send_p90_ms": "send p90", "send_p99_ms": "send p99", "lag_p50_ms": "lag p50",
                       "lag_p99_ms": "lag p99", "server_cpu_us_per_req": "server cpu us/req",
                       "gc_full": "full gc", "gc_max_ms": "gc max ms"})]
+    behind = [f"{x['path']} ({x['rps']:.0f}/s)" for x in rows if x["mode"] == "open" and x["rps"] < 0.95 * s["rate"]]
+    if behind:
+        lines.append(f"OVERLOADED: {', '.join(behind)} did not keep up with {s['rate']:g} req/s; their latencies are "
+                     "queueing, not the cost of a hop")
     lines += ["", "== ratios (closed-loop throughput)",
               f"one-hop / direct   {_fmt(r['one_hop_vs_direct'])}",
               f"mesh / direct      {_fmt(r['mesh_vs_direct'])}",
@@ -788,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
             with ExitStack() as stack:
                 print("measuring paths ...", flush=True)
                 results = measure_paths(args, stack, nginx_binary)
+                pressure = cpu_pressure()
             print("measuring scale ...", flush=True)
             scale = [measure_scale(args.workloads, "services"), measure_scale(args.workloads, "replicas")]
         except KeyboardInterrupt:
@@ -797,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": cmd, "machine": machine,
         "settings": {"duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
                      "rate": args.rate, "workloads": args.workloads,
-                     "mesh_hop_security": getattr(args, "mesh_hop_security", "unknown")},
+                     "mesh_hop_security": getattr(args, "mesh_hop_security", "unknown"),
+                     "cpu_pressure_runs": pressure},
         "results": results, "scale": scale, "summary": summarize(results, scale),
     }
     print()

@@ -356,8 +356,16 @@ class Mesh:
         issuer = compiler.jwks.issuers.get(name)
         if issuer is None or issuer.key_type != key_type:
             issuer = Issuer(name, key_type=key_type, clock=self.clock)
-            compiler.jwks.register(issuer)
-            self.pilot.invalidate()
+
+            async def register() -> None:  # on the loop thread, where pilot builds snapshots
+                compiler.jwks.register(issuer)
+                self.pilot.invalidate()
+
+            if self.running:
+                self._run(register())
+            else:
+                compiler.jwks.register(issuer)
+                self.pilot.invalidate()
         return issuer
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
@@ -657,19 +665,23 @@ class Mesh:
         """Apply Istio configuration: YAML text, a file or folder, dicts. All or nothing: if any
         document is invalid, ``ConfigError`` says where and why and nothing changes."""
         resources = load(source, default_namespace=self.namespace)
-        previous = {r.key: r for r in self.config_store.list()}
 
-        async def commit() -> list[Resource]:
-            applied = self.config_store.apply(resources)
+        async def commit() -> ApplyResult:
+            return self.apply_resources(resources)
+
+        return self._run(commit()) if self.running else self.apply_resources(resources)
+
+    def apply_resources(self, resources: list[Resource]) -> ApplyResult:
+        """Apply validated resources now (on the mesh loop, or before the mesh starts) and push
+        the new configuration; the report says what was created, configured or unchanged."""
+        previous = {r.key: r.to_dict() for r in self.config_store.list()}
+        applied = self.config_store.apply(resources)
+        if self.running:
             self.pilot.snapshot  # noqa: B018 - istiod pushes at once: build the new snapshot now
-            return applied
-
-        applied = self._run(commit()) if self.running else self.config_store.apply(resources)
         lines = []
         for r in applied:
-            self.networking.created.setdefault(r.key, len(self.networking.created))
             old = previous.get(r.key)
-            verb = "created" if old is None else ("unchanged" if old.to_dict() == r.to_dict() else "configured")
+            verb = "created" if old is None else ("unchanged" if old == r.to_dict() else "configured")
             lines.append(f"{r.kind.lower()}.{r.api_version.split('/')[0]}/{r.name} {verb}")
         return ApplyResult(applied, lines)
 
@@ -701,8 +713,6 @@ class Mesh:
                 for k, v in r.labels.items():
                     labels.setdefault(k, set()).add(v)
             services[svc.fqdn] = labels
-        for host in self._dns:
-            services.setdefault(host, {})
         return analyze(self.config_store.list(), services)
 
     def proxy_config(self, workload: str, what: str = "routes") -> pd.DataFrame:

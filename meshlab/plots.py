@@ -193,11 +193,13 @@ def latency_percentiles(df: pd.DataFrame, by: str = "scenario", percentiles: Seq
     width = 0.8 / len(percentiles)
     shades = ["#9ecae1", "#4292c6", "#08519c", "#08306b"]
     x = np.arange(len(groups))
-    for i, q in enumerate(percentiles):
-        values = [float(np.percentile(df.loc[df[by] == g, "latency_ms"], q)) for g in groups]
+    table = [[float(np.percentile(df.loc[df[by] == g, "latency_ms"], q)) for g in groups] for q in percentiles]
+    top = max(max(row) for row in table)
+    fmt = "%.0f" if top >= 100 else "%.1f" if top >= 10 else "%.2f"
+    for i, (q, values) in enumerate(zip(percentiles, table, strict=True)):
         bars = ax.bar(x + (i - (len(percentiles) - 1) / 2) * width, values, width, label=f"p{q:g}",
                       color=shades[i % len(shades)])
-        ax.bar_label(bars, fmt="%.0f", fontsize="x-small", padding=1)
+        ax.bar_label(bars, fmt=fmt, fontsize="x-small", padding=1)
     ax.set_xticks(x, [str(g) for g in groups], fontsize="small")
     ax.set_xlabel(by)
     if log:
@@ -307,6 +309,6 @@ def request_waterfall(log: pd.DataFrame, title: str = "One request through the m
     ax.grid(alpha=0.3, axis="x")
     handles = [Patch(color="#1f77b4", label="outbound (reporter=source)"),
                Patch(color="#ff7f0e", label="inbound (reporter=destination)")]
-    ax.legend(handles=handles, title="sidecar side", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              fontsize="small", title_fontsize="small", frameon=False)
+    ax.legend(handles=handles, title="sidecar side", loc="lower left", fontsize="small", title_fontsize="small",
+              framealpha=0.9)
     return fig

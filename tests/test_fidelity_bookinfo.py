@@ -213,6 +213,8 @@ def test_bookinfo_gateway(mesh: Mesh) -> None:
 
 
 # -- fault injection: percent and percentage ---------------------------------------------------------
+# This copy of the samples only writes ``percentage.value``; the deprecated ``percent`` (integer,
+# delay only) is checked on the delay sample with its percentage rewritten in that older form.
 
 def _delay_with_percent(delay: str) -> dict[str, Any]:
     """The ratings delay sample with the deprecated ``percent: 100`` instead of ``percentage``."""

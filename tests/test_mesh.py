@@ -316,12 +316,11 @@ def counting_app(name: str, seconds: float) -> tuple[FastAPI, dict[str, int]]:
     return app, state
 
 
-def load_through(mesh: Mesh, service: str, change: Callable[[], None]) -> None:
+def change_under_load(mesh: Mesh, service: str, leaving: list[meshlab.Replica], change: Callable[[], None]) -> None:
+    """Run ``change`` while a closed-loop load keeps requests in flight at the ``leaving`` replicas."""
     run = mesh.load(service, "/", concurrency=6, duration=60, background=True, progress=False)
-    wait_for(lambda: run.progress.done >= 20)
+    wait_for(lambda: all(r.in_flight > 0 for r in leaving))
     change()
-    before = run.progress.done
-    wait_for(lambda: run.progress.done >= before + 20)
     run.stop()
 
 
@@ -329,10 +328,10 @@ def load_through(mesh: Mesh, service: str, change: Callable[[], None]) -> None:
                           "requests in flight at the removed replicas are cut; Kubernetes/Istio drain them",
                    strict=True)
 def test_scale_down_under_load_cuts_no_request_in_flight(mesh: Mesh) -> None:
-    app, state = counting_app("c", 0.04)
+    app, state = counting_app("c", 0.3)
     mesh.deploy("c", app, replicas=3)
-    load_through(mesh, "c", lambda: mesh.scale("c", 1))
-    assert state["started"] > 40
+    change_under_load(mesh, "c", mesh.replicas("c")[1:], lambda: mesh.scale("c", 1))
+    assert state["started"] > 0 and mesh.endpoints("c")["pod"].tolist() == ["c-v1-0"]
     assert state["cut"] == 0
 
 
@@ -340,10 +339,10 @@ def test_scale_down_under_load_cuts_no_request_in_flight(mesh: Mesh) -> None:
                           "flight finish: a service slower than 50 ms loses requests in a rolling restart",
                    strict=True)
 def test_rolling_restart_of_a_slow_service_cuts_no_request_in_flight(mesh: Mesh) -> None:
-    app, state = counting_app("c", 0.1)
+    app, state = counting_app("c", 0.3)
     mesh.deploy("c", app, replicas=2)
-    load_through(mesh, "c", lambda: mesh.restart("c"))
-    assert state["started"] > 40
+    change_under_load(mesh, "c", mesh.replicas("c"), lambda: mesh.restart("c"))
+    assert state["started"] > 0 and mesh.endpoints("c")["pod"].tolist() == ["c-v1-2", "c-v1-3"]
     assert state["cut"] == 0
 
 

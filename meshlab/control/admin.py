@@ -117,16 +117,8 @@ class AdminAPI:
         return _json(404, {"error": f"no such admin endpoint: {req.method} {path}"})
 
     def _apply(self, text: str) -> dict[str, Any]:
-        resources = load(text, default_namespace=self.mesh.namespace)
-        previous = {r.key: r.to_dict() for r in self.mesh.config_store.list()}
-        applied = self.mesh.config_store.apply(resources)
-        lines = []
-        for r in applied:
-            self.mesh.networking.created.setdefault(r.key, len(self.mesh.networking.created))
-            old = previous.get(r.key)
-            verb = "created" if old is None else ("unchanged" if old == r.to_dict() else "configured")
-            lines.append(f"{r.kind.lower()}.{r.api_version.split('/')[0]}/{r.name} {verb}")
-        return {"applied": lines, "warnings": [f"{r.kind}/{r.name}: {w}" for r in applied for w in r.warnings]}
+        result = self.mesh.apply_resources(load(text, default_namespace=self.mesh.namespace))
+        return {"applied": result.lines, "warnings": result.warnings}
 
     def _delete(self, text: str) -> dict[str, Any]:
         resources = load(text, default_namespace=self.mesh.namespace)

@@ -60,7 +60,6 @@ sending it, and ``matrix(mesh)`` builds the "who can call whom" table from such 
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,15 +176,21 @@ def strip_spiffe(principal: str | None) -> str | None:
 
 def normalize_path(path: str) -> str:
     """The path part of a request target (no query, no fragment) with ``.`` and ``..`` segments
-    removed, as Envoy's ``normalize_path`` does before the RBAC filter sees it."""
-    path = path.split("?", 1)[0].split("#", 1)[0] or "/"
-    if not path.startswith("/"):
-        path = "/" + path
-    trailing = path.endswith("/") and path != "/"
-    norm = posixpath.normpath(path)
-    if norm.startswith("//"):  # posixpath keeps a leading "//"; Envoy's BASE normalisation does too
-        norm = "/" + norm.lstrip("/")
-    return norm + "/" if trailing and norm != "/" else norm
+    removed (RFC 3986), as Envoy's ``normalize_path`` (Istio's default ``BASE`` normalisation)
+    does before the RBAC filter sees it. Repeated slashes are kept, as in ``BASE``."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
+    out: list[str] = []
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg in (".", ".."):
+            if seg == ".." and out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
 
 
 # ---------------------------------------------------------------------------- value matching
@@ -245,9 +250,11 @@ def _any(patterns: Sequence[str], values: Sequence[str] | None, match: Callable[
 
 # ---------------------------------------------------------------------------- compiled policies
 
-#: A field check: (label for explanations, values, negated, getter, matcher)
 @dataclass(frozen=True)
 class _Check:
+    """One field of a source/operation or one ``when`` condition, compiled: the request value(s)
+    ``get`` reads must ``match`` one of ``patterns`` (or none of them when ``negated``)."""
+
     label: str
     patterns: tuple[str, ...]
     negated: bool
@@ -511,7 +518,7 @@ class Decision:
     applies; ``explain`` also uses ``PeerAuthentication`` and ``RequestAuthentication`` for calls
     refused before authorization). ``policy`` is ``namespace/name`` and ``rule`` the rule index
     that matched, when one did. ``status`` is what the caller gets (200: the request reaches the
-    app). ``logged`` lists AUDIT matches, ``shadow`` what dry-run policies would have done.
+    app; 0: the connection is reset, no HTTP answer). ``logged`` lists AUDIT matches, ``shadow`` what dry-run policies would have done.
     """
 
     allowed: bool
@@ -685,12 +692,15 @@ def _explain(mesh: Mesh, source: str | None, destination: str, method: str, path
         cluster = snap.clusters.get(cluster_name("outbound", dst.port, "", fqdn))
         tls_mode = getattr(cluster, "tls_mode", "") if cluster is not None else ""
         mtls = tls_mode == "ISTIO_MUTUAL" or (tls_mode != "DISABLE" and mode != "DISABLE")
+    # a refused connection: a caller without a sidecar sees a reset (no HTTP status: 0), one
+    # with a sidecar gets that sidecar's 503 (response flag UC)
+    refused = 0 if src is None else 503
     if mode == "STRICT" and not mtls:
         return Decision(False, None, None, "PeerAuthentication",
-                        f"{dst.name} is STRICT: it refuses the plaintext connection (reset before any HTTP)", 503)
+                        f"{dst.name} is STRICT: it refuses the plaintext connection (reset before any HTTP)", refused)
     if mode == "DISABLE" and mtls:
         return Decision(False, None, None, "PeerAuthentication",
-                        f"{dst.name} is DISABLE: it refuses the mTLS connection (reset before any HTTP)", 503)
+                        f"{dst.name} is DISABLE: it refuses the mTLS connection (reset before any HTTP)", refused)
     h = Headers(dict(headers or {}))
     h.setdefault("host", host)
     if token is not None:

@@ -371,7 +371,7 @@ def test_explain_sees_strict_mtls_refusing_plaintext(mesh: Mesh) -> None:
     mesh.apply("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
                "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
     d = explain(mesh, None, "httpbin")
-    assert not d.allowed and d.action == "PeerAuthentication" and "STRICT" in d.reason
+    assert not d.allowed and d.action == "PeerAuthentication" and "STRICT" in d.reason and d.status == 0
     assert explain(mesh, "curl", "httpbin").allowed
 
 

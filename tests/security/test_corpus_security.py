@@ -41,7 +41,7 @@ def test_valid_security_documents_are_applied_and_enforced(mesh: Mesh) -> None:
     valid = documents("valid")
     assert {d["kind"] for d in valid} >= {"AuthorizationPolicy", "PeerAuthentication"}
     mesh.deploy("httpbin", make_app(), labels={"foo": "bar"})
-    mesh.deploy("client", make_app("client"), labels={"serviceAccount": "sa"})
+    mesh.deploy("client", make_app("client"), service_account="sa")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         applied = mesh.apply(valid)

@@ -16,6 +16,7 @@ from meshlab import Mesh
 from meshlab.apps.httpbin import make_app
 from meshlab.config import load
 from meshlab.proxy.http1 import Headers
+from meshlab.security.authz import explain
 from meshlab.security.jwt import (
     AUDIENCE_NOT_ALLOWED,
     BAD_FORMAT,
@@ -209,6 +210,11 @@ def test_no_token_passes_until_a_policy_requires_one(jwt_mesh: tuple[Mesh, Issue
     assert (r.status_code, r.text) == (403, "RBAC: access denied")  # authz, not authn, refuses
     assert mesh.call("httpbin", "/get", headers=good).status_code == 200
     assert mesh.call("httpbin", "/get", headers={"Authorization": "Bearer nope"}).status_code == 401
+    # explain() follows the same path without sending anything
+    assert not explain(mesh, "curl", "httpbin").allowed
+    assert explain(mesh, "curl", "httpbin", token=good["Authorization"][7:]).allowed
+    d = explain(mesh, "curl", "httpbin", token=issuer.forge("expired", aud="httpbin"))
+    assert (d.allowed, d.action, d.status, d.reason.endswith(EXPIRED)) == (False, "RequestAuthentication", 401, True)
 
 
 def test_token_is_removed_unless_forwarded_and_outputs(jwt_mesh: tuple[Mesh, Issuer, Clock]) -> None:
@@ -288,3 +294,34 @@ def test_jwt_issuer_is_registered_once_per_name(mesh: Mesh) -> None:
     assert mesh.jwt_issuer(ISS) is a
     assert mesh.jwt_issuer(ISS, key_type="ES256") is not a
     assert mesh.jwt_issuer("https://other.example").jwks_uri == "https://other.example/.well-known/jwks.json"
+
+
+def test_space_delimited_claims_and_every_token_must_be_valid() -> None:
+    clock = Clock()
+    issuer = Issuer(ISS, clock=clock)
+    [prov] = providers(request_authn("r", f"  - issuer: {ISS}\n    jwks: '{issuer.jwks_json()}'\n"
+                                          "    spaceDelimitedClaims: [roles]"))
+    token = issuer.token("alice", claims={"scope": "read write", "roles": "a b", "note": "x y"})
+    claims = authenticate([prov], bearer(token), "/", clock.t).identity.claims  # type: ignore[union-attr]
+    assert (claims["scope"], claims["roles"], claims["note"]) == (["read", "write"], ["a", "b"], "x y")
+    # a good token in the header and a bad one in ?access_token=: the request is refused
+    bad = issuer.forge("bad_signature")
+    assert authenticate([prov], bearer(token), f"/?access_token={bad}", clock.t).status == VERIFICATION_FAILS
+
+
+def test_cors_preflight_is_not_checked(jwt_mesh: tuple[Mesh, Issuer, Clock]) -> None:
+    mesh, issuer, _ = jwt_mesh
+    headers = {"Authorization": "Bearer nope", "Origin": "https://app.example",
+               "Access-Control-Request-Method": "GET"}
+    assert mesh.call("httpbin", "/anything", method="OPTIONS", headers=headers).status_code == 200
+    assert mesh.call("httpbin", "/anything", method="OPTIONS", headers={"Authorization": "Bearer nope"}
+                     ).status_code == 401
+
+
+def test_issuer_serves_its_jwks_over_http(mesh: Mesh) -> None:
+    import httpx
+
+    issuer = mesh.jwt_issuer(ISS)
+    address = mesh.external("auth.meshlab.dev", issuer.app())
+    assert httpx.get(f"http://{address}/.well-known/jwks.json").json() == issuer.jwks()
+    assert httpx.get(f"http://{address}/.well-known/openid-configuration").json()["jwks_uri"] == issuer.jwks_uri

@@ -11,7 +11,9 @@ every RequestAuthentication that applies to this workload (``meshlab.security.jw
   ``www-authenticate: Bearer realm=..., error="invalid_token"`` header, and response code
   details ``jwt_authn_access_denied{Jwt_is_expired}`` in the access log.
 
-Counters: ``jwt_authn.allowed``, ``jwt_authn.denied``.
+CORS preflight requests (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) are
+not checked, as Istio configures Envoy. Counters: ``jwt_authn.allowed``, ``jwt_authn.denied``,
+``jwt_authn.cors_preflight_bypassed``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ class AuthnFilter:
         if not providers:
             return await next(stream)
         req = stream.request
+        if req.method == "OPTIONS" and "origin" in req.headers and "access-control-request-method" in req.headers:
+            sidecar.stats["jwt_authn.cors_preflight_bypassed"] += 1  # Istio sets bypass_cors_preflight
+            return await next(stream)
         result = authenticate(providers, req.headers, stream.path, sidecar.clock())
         if not result.ok:
             sidecar.stats["jwt_authn.denied"] += 1
             stream.details = "jwt_authn_access_denied{" + result.status.replace(" ", "_") + "}"
-            realm = f"http://{stream.authority}{stream.path.split('?', 1)[0]}"
+            realm = f"http://{stream.authority}{stream.path}"
             return local_reply(result.code, result.status,
                                [("www-authenticate", f'Bearer realm="{realm}", error="invalid_token"')])
         sidecar.stats["jwt_authn.allowed"] += 1
