@@ -64,21 +64,27 @@ class Mesh:
     renewed at half their life. ``trace_sampling`` is the percentage of new traces sampled
     (Istio's default: 1 %; the tracing notebook uses 100); None turns tracing off.
     ``scrape_interval`` is how often the built-in Prometheus scrapes the sidecars (Prometheus'
-    usual 15 s, scaled down).
+    usual 15 s, scaled down). ``outbound_traffic_policy`` is Istio's
+    ``meshConfig.outboundTrafficPolicy.mode`` for hosts outside the registry: ``ALLOW_ANY``
+    (default: passed through) or ``REGISTRY_ONLY`` (502 unless a ServiceEntry names them).
     """
 
     def __init__(self, seed: int = 0, namespace: str = "default", probe_period: float = 0.5,
                  clock: Callable[[], float] = time.time, cert_ttl: float = 24 * 3600.0,
-                 trace_sampling: float | None = 1.0, scrape_interval: float = 0.5) -> None:
+                 trace_sampling: float | None = 1.0, scrape_interval: float = 0.5,
+                 outbound_traffic_policy: str = "ALLOW_ANY") -> None:
         self.seed = seed
         self.namespace = namespace
         self._dns: dict[str, tuple[str, int]] = {}
         self._t0 = time.monotonic()
         self.probe_period = probe_period
+        #: how long a removed replica may finish its requests (Kubernetes: 30 s)
+        self.termination_grace = 5.0
         self.clock = clock
         self.cert_ttl = cert_ttl
         self.trace_sampling = trace_sampling
         self.scrape_interval = scrape_interval
+        self.outbound_traffic_policy = outbound_traffic_policy
         self.runtime = Runtime(f"meshlab-{id(self):x}")
         self._reset_state()
 
@@ -86,7 +92,7 @@ class Mesh:
         self.registry = Registry()
         self.pilot = Pilot(self.registry)
         self.config_store = ConfigStore()
-        self.networking = NetworkingCompiler(self.config_store, self._dns)
+        self.networking = NetworkingCompiler(self.config_store, self._dns, self.outbound_traffic_policy)
         self.pilot.hooks.append(self.networking)
         self.pilot.hooks.append(SecurityCompiler(self.config_store, self.networking.created))
         self.config_store.subscribe(lambda _store: self.pilot.invalidate())
@@ -275,13 +281,18 @@ class Mesh:
             for r in current[replicas:][::-1]:
                 await self._remove_replica(r)
 
-    async def _remove_replica(self, replica: Replica, drain: float = 0.0) -> None:
+    async def _remove_replica(self, replica: Replica, grace: float | None = None) -> None:
+        """Take a replica out of the endpoints, let the requests it is serving finish (up to
+        ``grace`` seconds, Kubernetes' terminationGracePeriodSeconds: 30 s, here 5 s), stop it."""
         svc = self.registry.service(replica.service, replica.namespace)
         replica.ready = False
         svc.replicas.remove(replica)
         self.registry.changed()
-        if drain:
-            await asyncio.sleep(drain)
+        deadline = time.monotonic() + (self.termination_grace if grace is None else grace)
+        sc = replica.sidecar
+        while time.monotonic() < deadline and (
+                replica.in_flight or replica.queued or (sc is not None and sc.active_inbound)):
+            await asyncio.sleep(0.01)
         await self._close_replica(replica)
         self._pods = {k: v for k, v in self._pods.items() if v is not replica}
 
@@ -400,7 +411,7 @@ class Mesh:
         return target
 
     def restart(self, name: str, version: str | None = None, app: Any = None, work: Work | None = None,
-                drain: float = 0.05) -> None:
+                grace: float | None = None) -> None:
         """Rolling redeploy (Kubernetes RollingUpdate, maxSurge 1, maxUnavailable 0): each
         replica is replaced by a new one, optionally running a new ``app`` (deploying a fix)."""
         ns = self.namespace
@@ -409,14 +420,14 @@ class Mesh:
         for v in versions:
             old_app, old_work, labels = self._specs[(ns, name, v)]
             self._specs[(ns, name, v)] = (app or old_app, work or old_work, labels)
-        self._run(self._rolling(ns, name, versions, drain))
+        self._run(self._rolling(ns, name, versions, grace))
 
-    async def _rolling(self, ns: str, name: str, versions: list[str], drain: float) -> None:
+    async def _rolling(self, ns: str, name: str, versions: list[str], grace: float | None) -> None:
         svc = self.registry.service(name, ns)
         for v in versions:
             for old in [r for r in svc.replicas if r.version == v]:
                 await self._add_replicas(ns, name, v, 1)
-                await self._remove_replica(old, drain)
+                await self._remove_replica(old, grace)
 
     def endpoints(self, name: str, namespace: str | None = None) -> pd.DataFrame:
         """Per replica: pod, version, the sidecar's inbound ``host:port``, labels, health."""
@@ -495,9 +506,6 @@ class Mesh:
         """``call`` for ``await``."""
         return await self.runtime.arun(self._call(service, path, method, headers, json, content))
 
-    def _version_of(self, pod: str) -> str:
-        r = self._pods.get(pod)
-        return r.version if r is not None else ""
 
     async def _load(self, service: str, path: str, method: str, headers: dict[str, str] | None,
                     body: bytes | None, rate: float | None, concurrency: int | None, requests: int | None,
@@ -517,7 +525,8 @@ class Mesh:
 
         samples, elapsed = await generate(send, rate=rate, concurrency=concurrency, requests=requests,
                                           duration=duration, progress=progress)
-        df = samples_frame(samples, service, path, self._version_of)
+        versions = {r.name: r.version for r in self._pods.values()}
+        df = samples_frame(samples, service, path, lambda pod: versions.get(pod, ""))
         return LoadResult(df, elapsed, rate, concurrency, {"method": method})
 
     def load(self, service: str, path: str = "/", *, rate: float | None = None, concurrency: int | None = None,
@@ -529,7 +538,8 @@ class Mesh:
         Shows a progress bar for runs over a second. With ``background=True`` returns at once a
         ``LoadRun`` (call ``.result()`` later) so cells can change the mesh while it runs."""
         plan(rate, concurrency, requests, duration)
-        prog = LoadProgress()
+        prog = LoadProgress(total=requests if requests is not None else (
+            int(rate * duration) if rate is not None and duration is not None else None))
         fut = self.runtime.submit(self._load(service, path, method, headers, body, rate, concurrency,
                                              requests, duration, prog)) if self.running else None
         if fut is None:
@@ -568,10 +578,11 @@ class Mesh:
         return pd.DataFrame(rows, columns=cols)
 
     def access_log(self, service: str | None = None, since: float | None = None, reporter: str | None = None,
-                   last: int | None = None) -> pd.DataFrame:
+                   last: int | None = None, pod: str | None = None) -> pd.DataFrame:
         """Access-log entries of every sidecar as a DataFrame sorted by start time. Filters:
-        ``service`` (destination service name), ``since`` (wall-clock timestamp),
-        ``reporter`` ("source" = client side, "destination" = server side), ``last`` rows."""
+        ``service`` (destination service: short name or host), ``since`` (wall-clock timestamp),
+        ``reporter`` ("source" = client side, "destination" = server side), ``pod`` (the proxy
+        that wrote the entry, e.g. ``istio-ingressgateway``), ``last`` rows."""
 
         async def collect() -> list[Any]:
             out = []
@@ -583,7 +594,10 @@ class Mesh:
         rows = [tuple(getattr(e, f) for f in ACCESS_LOG_FIELDS) for e in entries]
         df = pd.DataFrame(rows, columns=ACCESS_LOG_FIELDS)
         if service is not None:
-            df = df[df["destination_service"].str.split(".").str[0] == service]
+            dest = df["destination_service"]
+            df = df[(dest.str.split(".").str[0] == service) | (dest == service)]
+        if pod is not None:
+            df = df[df["pod"] == pod]
         if since is not None:
             df = df[df["start_time"] >= since]
         if reporter is not None:
@@ -659,6 +673,29 @@ class Mesh:
 
         cols = ["t", "reporter", "cluster", "pod", "action", "times_ejected", "ejection_s", "reason"]
         return pd.DataFrame(self._run(collect()), columns=cols).sort_values("t", kind="stable").reset_index(drop=True)
+
+    def access_log_text(self, pod: str, last: int | None = 10) -> str:
+        """One proxy's access log in Envoy's text format (what ``kubectl logs <pod> -c istio-proxy``
+        shows); ``pod`` may be ``istio-ingressgateway`` or ``curl``."""
+
+        async def text() -> str:
+            for sc in self.all_sidecars():
+                if sc.name == pod:
+                    return sc.access_log.text(last)
+            raise MeshError(f"access_log_text: no proxy named {pod!r}")
+
+        return self._run(text())
+
+    def set_work(self, pod: str, work: Work) -> None:
+        """Change one replica's work model now (make one pod slow, or failing)."""
+        replica = self._pods.get(pod)
+        if replica is None:
+            raise MeshError(f"set_work: no pod {pod!r} (pods: {', '.join(sorted(self._pods))})")
+
+        async def change() -> None:
+            replica.set_work(work)
+
+        self._run(change())
 
     # -- configuration ------------------------------------------------------------------------
     def apply(self, source: str | Path | dict[str, Any] | list[Any]) -> ApplyResult:

@@ -124,15 +124,17 @@ class Replica:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         work = self.work
+        slots = None
         if work.capacity is not None:
             if self._slots is None:
                 self._slots = asyncio.Semaphore(work.capacity)
-            if self._slots.locked() and work.queue is not None and self.queued >= work.queue:
+            slots = self._slots  # released to the same semaphore even if set_work replaces it
+            if slots.locked() and work.queue is not None and self.queued >= work.queue:
                 self.rejected += 1
                 return await _plain_response(send, 503, f"{self.name}: overloaded (capacity and queue full)\n")
             self.queued += 1
             try:
-                await self._slots.acquire()
+                await slots.acquire()
             finally:
                 self.queued -= 1
         token = _current.set(self)
@@ -149,8 +151,14 @@ class Replica:
         finally:
             self.in_flight -= 1
             _current.reset(token)
-            if self._slots is not None and work.capacity is not None:
-                self._slots.release()
+            if slots is not None:
+                slots.release()
+
+    def set_work(self, work: Work) -> None:
+        """Replace the work model (capacity changes apply to requests arriving from now on)."""
+        if work.capacity != self.work.capacity:
+            self._slots = None
+        self.work = work
 
     def crash(self, restart_after: float | None = None) -> None:
         """Crash this replica (its app stops answering), from app code or a cell.

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from meshlab import Mesh, Work
-from meshlab.autoscale import HorizontalAutoscaler, Recommender, proposal
+from meshlab.autoscale import HorizontalAutoscaler, Recommender, average_replicas, proposal
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,14 @@ def test_live_autoscaler_scales_a_busy_service_up(mesh: Mesh) -> None:
     assert h["desired"].max() <= 5
     assert len(mesh.replicas("busy")) == h["desired"].iloc[-1]
     assert hpa.error is None
+
+
+def test_average_replicas_is_time_weighted() -> None:
+    import pandas as pd
+
+    history = pd.DataFrame({"t": [0.5, 1.0, 2.0], "current": [1, 1, 3], "replicas": [1, 3, 2]})
+    # 0-0.5: 1 (before the first decision), 0.5-1: 1, 1-2: 3, 2-3: 2
+    assert average_replicas(history, 0.0, 3.0) == pytest.approx((0.5 + 0.5 + 3 + 2) / 3)
+    assert average_replicas(history, 1.0, 2.0) == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        average_replicas(history, 2.0, 1.0)

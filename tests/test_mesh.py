@@ -324,9 +324,6 @@ def change_under_load(mesh: Mesh, service: str, leaving: list[meshlab.Replica], 
     run.stop()
 
 
-@pytest.mark.xfail(reason="BUG: mesh.scale removes replicas with no drain (mesh._scale -> _remove_replica(drain=0)): "
-                          "requests in flight at the removed replicas are cut; Kubernetes/Istio drain them",
-                   strict=True)
 def test_scale_down_under_load_cuts_no_request_in_flight(mesh: Mesh) -> None:
     app, state = counting_app("c", 0.3)
     mesh.deploy("c", app, replicas=3)
@@ -335,9 +332,6 @@ def test_scale_down_under_load_cuts_no_request_in_flight(mesh: Mesh) -> None:
     assert state["cut"] == 0
 
 
-@pytest.mark.xfail(reason="BUG: mesh.restart drains with a fixed sleep (drain=0.05 s), not until the requests in "
-                          "flight finish: a service slower than 50 ms loses requests in a rolling restart",
-                   strict=True)
 def test_rolling_restart_of_a_slow_service_cuts_no_request_in_flight(mesh: Mesh) -> None:
     app, state = counting_app("c", 0.3)
     mesh.deploy("c", app, replicas=2)
@@ -496,9 +490,6 @@ def test_load_closed_loop(mesh: Mesh) -> None:
     assert res.summary()["requests"] == len(res.df)
 
 
-@pytest.mark.xfail(reason="BUG: Mesh._version_of looks pods up by bare name, but pods outside the default "
-                          "namespace are keyed 'ns/pod' in Mesh._pods: load().df.version is empty for them",
-                   strict=True)
 def test_load_version_column_outside_the_default_namespace(mesh: Mesh) -> None:
     mesh.deploy("c", make_app("c"), namespace="shop", replicas=2)
     res = mesh.load("c.shop", "/", concurrency=2, requests=10, progress=False)

@@ -111,3 +111,9 @@ def test_colors_are_stable() -> None:
     assert plots.color("cart") == plots.color("cart")
     assert plots.color("cart") != plots.color("listing")
     assert plots.color("some-new-service") == plots.color("some-new-service")
+
+
+def test_figures_show_themselves_as_png(requests: pd.DataFrame) -> None:
+    fig = plots.availability(requests)
+    assert isinstance(fig, plots.PlotFigure)
+    assert fig._repr_png_().startswith(b"\x89PNG")

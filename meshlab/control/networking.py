@@ -88,8 +88,15 @@ def lb_policy(policy: Any) -> tuple[str, tuple[Any, ...] | None]:
 class NetworkingCompiler:
     """The pilot hook that applies VirtualServices, DestinationRules, Gateways, ServiceEntries."""
 
-    def __init__(self, store: ConfigStore, dns: dict[str, tuple[str, int]] | None = None) -> None:
+    def __init__(self, store: ConfigStore, dns: dict[str, tuple[str, int]] | None = None,
+                 outbound_traffic_policy: str = "ALLOW_ANY") -> None:
         self.store = store
+        #: meshConfig.outboundTrafficPolicy.mode: what happens to requests for hosts outside the
+        #: registry (no Service, no ServiceEntry): ALLOW_ANY passes them through to the address
+        #: the app resolved (PassthroughCluster), REGISTRY_ONLY answers 502 (BlackHoleCluster)
+        if outbound_traffic_policy not in ("ALLOW_ANY", "REGISTRY_ONLY"):
+            raise ValueError("outbound_traffic_policy must be 'ALLOW_ANY' or 'REGISTRY_ONLY'")
+        self.outbound_traffic_policy = outbound_traffic_policy
         #: creation order of resources, by key (Istio resolves conflicts in favour of the oldest).
         #: Kept by ``track_creation`` on every store change: a deleted resource is forgotten, so
         #: re-creating it makes it the youngest (Kubernetes gives it a new creationTimestamp).
@@ -122,6 +129,22 @@ class NetworkingCompiler:
         vss = sorted(self.store.list("VirtualService"), key=lambda r: self.created.get(r.key, 0))
         for vs in vss:
             self.virtual_service(vs, vhosts, clusters, draft.gateways)
+        self.unregistered_hosts(vhosts, clusters)
+
+    def unregistered_hosts(self, vhosts: dict[str, VirtualHost], clusters: dict[str, ClusterConfig]) -> None:
+        """Hosts meshlab resolves (services run outside the mesh) that no Service or ServiceEntry
+        names: passed through (ALLOW_ANY) or black-holed (REGISTRY_ONLY)."""
+        for host, (addr, port) in self.dns.items():
+            if host in vhosts:
+                continue
+            if self.outbound_traffic_policy == "REGISTRY_ONLY":
+                vhosts[host] = VirtualHost("block_all", (Route("block_all", (), action={"direct": (502, "BlackHoleCluster")}),))
+                continue
+            name = f"PassthroughCluster|{host}"
+            ep = EndpointConfig(addr, port, pod=f"{host} (external)", workload=host, service=host, namespace="external",
+                                version="unknown", labels=(), healthy=True)
+            clusters[name] = ClusterConfig(name, host, port, "", (ep,), "RANDOM", source="outboundTrafficPolicy ALLOW_ANY")
+            vhosts[host] = VirtualHost("allow_any", (Route("allow_any", (WeightedCluster(name),)),))
 
     # -- DestinationRule --------------------------------------------------------------------
     def destination_rules(self, clusters: dict[str, ClusterConfig]) -> None:

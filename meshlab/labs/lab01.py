@@ -16,9 +16,11 @@ does what the question describes, measures, and stops the mesh:
   ``SPIKE`` (100 add-to-cart requests/s, 6/s for every other feature) for ``SPIKE_SECONDS``.
   Correct when the pods reserve at most ``BUDGET_MB`` (checked first, without a mesh) and every
   feature answers at least 97 % of its requests without error.
-* q2 (predict the blast radius): both builds under everyday traffic at once, a fatal fault
-  in the product-details code of each (the crashed process is down for half the run), and the
-  features that failed more than 10 % of their requests. The learner's two sets must match.
+* q2 (predict the blast radius): both builds under everyday traffic at once; a bug makes every
+  request that runs the product-details code crash its process (a crash loop), and the features
+  that failed more than 10 % of their requests are "down". The learner's two sets must match.
+  (A crash loop, not a single crash: Istio's retries at every hop can outlast a short outage and
+  turn its errors into slow answers.)
 * q3 (contain a pod crash): the microservices with ``crash_replicas`` under everyday traffic;
   one ``details`` pod is killed. Correct when every feature stays at 97 % or more and the pods
   reserve at most ``CRASH_BUDGET_MB``.
@@ -36,7 +38,8 @@ from typing import Any
 import pandas as pd
 
 from meshlab.apps import shop
-from meshlab.labs.core import Incorrect, Question, bind_questions
+from meshlab.labs.blank import BLANK_TEXT, contains_blank
+from meshlab.labs.core import Incorrect, Question, bind_questions, show
 from meshlab.mesh import Mesh
 
 __all__ = ["BUDGET_MB", "CRASH_BUDGET_MB", "SEED", "SPIKE", "SPIKE_SECONDS", "memory_mb", "try_spike"]
@@ -76,9 +79,21 @@ def _replicas(value: Any, var: str) -> dict[str, int]:
     return {name: int(value.get(name, 1)) for name in shop.SERVICES}
 
 
-def memory_mb(replicas: Mapping[str, int]) -> float:
-    """Memory the microservices' pods reserve with ``replicas`` (1 pod for services not named), MB."""
+def _memory(replicas: Mapping[str, int]) -> float:
     return float(sum(replicas.get(name, 1) * spec.footprint_mb for name, spec in shop.SERVICES.items()))
+
+
+def memory_mb(replicas: Any) -> float | None:
+    """Memory the microservices' pods reserve with ``replicas`` (1 pod for services not named), MB.
+    Shows what is wrong instead (and returns None) for a blank or malformed answer."""
+    if contains_blank(replicas):
+        show(f"⭕ replace the {BLANK_TEXT} first.")
+        return None
+    try:
+        return _memory(_replicas(replicas, "replicas"))
+    except Incorrect as exc:
+        show(f"❌ {exc}")
+        return None
 
 
 def _spike(replicas: dict[str, int], seed: int = SEED) -> pd.DataFrame:
@@ -89,16 +104,24 @@ def _spike(replicas: dict[str, int], seed: int = SEED) -> pd.DataFrame:
     return result
 
 
-def try_spike(replicas: Any) -> pd.DataFrame:
+def try_spike(replicas: Any) -> pd.DataFrame | None:
     """Run the Black Friday spike on a fresh mesh with ``replicas`` and show, per feature, the
-    share of requests answered without error and the median latency."""
-    pods = _replicas(replicas, "replicas")
+    share of requests answered without error and the median latency (None, with a note, for a
+    blank or malformed answer)."""
+    if contains_blank(replicas):
+        show(f"⭕ replace the {BLANK_TEXT} first.")
+        return None
+    try:
+        pods = _replicas(replicas, "replicas")
+    except Incorrect as exc:
+        show(f"❌ {exc}")
+        return None
     df = _spike(pods)
     table = pd.DataFrame({
         "answered without error (%)": (100 * shop.availability(df)).round(1),
         "median latency (ms)": df.groupby("feature", sort=False).latency_ms.median().round(0),
     }).reindex(list(shop.FEATURES))
-    table.index.name = f"feature ({memory_mb(pods):.0f} MB reserved)"
+    table.index.name = f"feature ({_memory(pods):.0f} MB reserved)"
     return table
 
 
@@ -120,7 +143,7 @@ class ScaleForTheSpike(Question):
 
     def check(self, spike_replicas: Any) -> str:
         pods = _replicas(spike_replicas, "spike_replicas")
-        memory = memory_mb(pods)
+        memory = _memory(pods)
         if memory > BUDGET_MB:
             raise Incorrect(f"these pods reserve {memory:.0f} MB, over the {BUDGET_MB:.0f} MB budget. Scale only "
                             "what the spike needs: which feature gets the extra traffic?")
@@ -136,7 +159,7 @@ class ScaleForTheSpike(Question):
 
 
 class PredictTheBlastRadius(Question):
-    """Which features fail when the product-details code crashes its process?"""
+    """Which features fail when the product-details code crashes its process, again and again?"""
 
     _vars = ["down_in_monolith", "down_in_microservices"]
     _hint = [
@@ -182,9 +205,9 @@ class PredictTheBlastRadius(Question):
 
 
 def blast_radius(seed: int = SEED, seconds: float = 1.6) -> dict[str, set[str]]:
-    """Run both builds under everyday traffic, crash the process running the product-details
-    code in each (down for half the run), and return the features that failed more than 10 % of
-    their requests."""
+    """Run both builds under everyday traffic; 0.3 s in, a bug makes every request that runs the
+    product-details code crash its process (a crash loop). Return, per build, the features that
+    failed more than 10 % of their requests."""
     down: dict[str, set[str]] = {}
     with Mesh(seed=seed) as mesh:
         faults = {"monolith": shop.Faults(), "microservices": shop.Faults()}
@@ -192,9 +215,9 @@ def blast_radius(seed: int = SEED, seconds: float = 1.6) -> dict[str, set[str]]:
         shop.deploy_microservices(mesh, faults=faults["microservices"])
         runs = {build: shop.drive(mesh, shop.BASELINE, seconds, build=build, background=True)
                 for build in faults}
-        time.sleep(0.4)
-        for f in faults.values():
-            f.crash("details", restart_after=0.8)
+        time.sleep(0.3)
+        for f in faults.values():  # a crash loop: every request running the details code crashes its process
+            f.crash("details", times=None, restart_after=0.3)
         for build, run in runs.items():
             assert isinstance(run, shop.Traffic)
             availability = shop.availability(run.result())
@@ -217,7 +240,7 @@ class ContainThePodCrash(Question):
 
     def check(self, crash_replicas: Any) -> str:
         pods = _replicas(crash_replicas, "crash_replicas")
-        memory = memory_mb(pods)
+        memory = _memory(pods)
         if memory > CRASH_BUDGET_MB:
             raise Incorrect(f"these pods reserve {memory:.0f} MB, over the {CRASH_BUDGET_MB:.0f} MB budget. "
                             "Which service has the pod that dies?")

@@ -133,9 +133,11 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             return await self._waiter
         except asyncio.CancelledError:
-            # The caller gave up (timeout, downstream gone): the response would arrive on a
-            # connection nobody reads, so this connection cannot be reused.
-            self.close()
+            # The caller gave up (timeout, downstream gone): reset the connection, as Envoy
+            # resets the upstream stream; the server sees it go and cancels the request.
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
             raise
 
     @property

@@ -82,6 +82,8 @@ class Sidecar:
         self.access_log = AccessLog()
         self.stats: Counter[str] = Counter()
         self.config_version = 0
+        #: inbound requests being handled now (a replica being removed waits for these)
+        self.active_inbound = 0
         #: the clock outlier detection uses (replace it in tests to move time by hand)
         self.monotonic: Callable[[], float] = time.monotonic
         self.labels: dict[str, str] = dict(replica.labels) if replica is not None else {"app": identity.app}
@@ -179,6 +181,13 @@ class Sidecar:
         return await self._run(stream, self.outbound_filters if no_route is None else [], "source", no_route)
 
     async def _handle_inbound(self, req: Request, conn: ServerConnection) -> Response:
+        self.active_inbound += 1
+        try:
+            return await self._inbound(req, conn)
+        finally:
+            self.active_inbound -= 1
+
+    async def _inbound(self, req: Request, conn: ServerConnection) -> Response:
         stream = Stream(self, "inbound", req, self.pilot.snapshot, _addr(conn.peer))
         peer = Peer.from_header(req.headers.get("x-envoy-peer-metadata-id"))
         # The caller's principal is what its certificate proves, never what a header says.

@@ -88,6 +88,10 @@ class TlsTransport:
             except ssl.SSLWantReadError:
                 break
             except (ssl.SSLZeroReturnError, ssl.SSLError):
+                # The peer closed TLS (close_notify) or broke it: answer and close the socket,
+                # so the connection is seen as gone (a request in flight is cancelled: DC).
+                self._flush()
+                self.raw.close()
                 break
             if not chunk:
                 break

@@ -165,3 +165,11 @@ def test_drive_mixes_features_into_one_frame(mesh: Mesh) -> None:
         shop.drive(mesh, {"search": 1}, 0.1)
     assert shop.footprint_mb(mesh, ["cart", "shop"]) == (shop.SERVICES["cart"].footprint_mb
                                                          + shop.monolith_work().footprint_mb)
+
+
+def test_availability_by_sent_or_answered_time() -> None:
+    df = pd.DataFrame({"feature": ["a", "a", "b", "b"], "t": [0.0, 1.0, 0.0, 1.0],
+                       "done": [0.5, 1.2, 2.0, 1.1], "status": [200, 503, 200, 0]})
+    assert shop.availability(df).to_dict() == {"a": 0.5, "b": 0.5}
+    assert shop.availability(df, start=0.5).to_dict() == {"a": 0.0, "b": 0.0}
+    assert shop.availability(df, start=1.5, time="done").to_dict() == {"b": 1.0}

@@ -226,9 +226,6 @@ def test_bookinfo_ratings_test_delay_for_jason_only(ratings: Mesh) -> None:
 
 
 # -- retries and timeouts on a route with a fault -----------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="router.py drops the retry policy of any route with a fault; Istio keeps "
-                   "it (translateRoute sets RetryPolicy regardless of fault) so requests the fault lets "
-                   "through are retried")
 def test_requests_not_aborted_are_still_retried(httpbin: Mesh) -> None:
     httpbin.apply(vs("{abort: {httpStatus: 500, percentage: {value: 0}}}",
                      "\n    retries: {attempts: 2, retryOn: 5xx}"))
@@ -236,8 +233,6 @@ def test_requests_not_aborted_are_still_retried(httpbin: Mesh) -> None:
     assert r.status_code == 200 and r.headers.get("x-meshlab-attempts") == "2"
 
 
-@pytest.mark.xfail(strict=True, reason="router.py drops the timeout of any route with a fault; Istio keeps it, "
-                   "so a request the fault does not delay times out as usual")
 def test_requests_not_delayed_still_time_out(httpbin: Mesh) -> None:
     httpbin.apply(vs("{delay: {fixedDelay: 0.01s, percentage: {value: 0}}}", "\n    timeout: 0.1s"))
     r = httpbin.call("httpbin", "/delay/0.5")

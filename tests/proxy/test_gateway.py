@@ -226,13 +226,27 @@ def frontend() -> FastAPI:
     return app
 
 
-def test_service_entry_makes_an_external_service_reachable(mesh: Mesh) -> None:
+def test_service_entry_makes_an_external_service_reachable() -> None:
     calls: list[str] = []
+    with Mesh(seed=0, outbound_traffic_policy="REGISTRY_ONLY") as mesh:
+        _service_entry_opens_the_way(mesh, calls)
+
+
+def test_allow_any_passes_unregistered_hosts_through(mesh: Mesh) -> None:
+    calls: list[str] = []
+    mesh.external("api.weather.example", weather(calls))
+    mesh.deploy("frontend", frontend())
+    assert mesh.call("frontend", "/").json()["status"] == 200 and calls == ["/today"]
+    log = mesh.access_log(pod="frontend-v1-0", reporter="source")
+    assert log["upstream_cluster"].iloc[-1].startswith("PassthroughCluster")
+
+
+def _service_entry_opens_the_way(mesh: Mesh, calls: list[str]) -> None:
     address = mesh.external("api.weather.example", weather(calls))
     assert address.startswith("127.0.0.1:")
     mesh.deploy("frontend", frontend())
     before = mesh.call("frontend", "/").json()
-    assert before["status"] != 200 and calls == []  # not in the registry: no way out
+    assert before["status"] == 502 and calls == []  # REGISTRY_ONLY: BlackHoleCluster
     mesh.apply(SERVICE_ENTRY)
     after = mesh.call("frontend", "/").json()
     assert after == {"status": 200, "body": {"forecast": "sunny", "in_mesh": False}}

@@ -11,7 +11,6 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from fastapi import FastAPI, Response
 
 from meshlab import Mesh
@@ -370,8 +369,6 @@ def hangs_on_replica_0() -> FastAPI:
     return app
 
 
-@pytest.mark.xfail(strict=True, reason="router.py does not tell outlier detection about a request ended by the "
-                   "route timeout; Envoy reports it as a 504 (LocalOriginTimeout), so a hanging host is ejected")
 def test_route_timeouts_count_as_errors_for_outlier_detection(mesh: Mesh) -> None:
     mesh.deploy("web", hangs_on_replica_0(), replicas=2)
     mesh.apply(OD.replace("consecutive5xxErrors: 3", "consecutive5xxErrors: 2") + """

@@ -298,8 +298,6 @@ def test_max_retries_budget_overflow(mesh: Mesh) -> None:
     assert s["upstream_rq_retry"] + s["upstream_rq_retry_overflow"] == 4
 
 
-@pytest.mark.xfail(strict=True, reason="router.py releases the maxRetries budget when the back-off ends; Envoy "
-                   "holds it until the retried try has answered")
 def test_retry_budget_is_held_until_the_retry_answers(mesh: Mesh) -> None:
     retried: list[float] = []
     mesh.deploy("flappy", attempt_app(slow=0.5, retried=retried), replicas=1)
@@ -315,8 +313,6 @@ def test_retry_budget_is_held_until_the_retry_answers(mesh: Mesh) -> None:
     assert retry_stats(mesh).get("upstream_rq_retry_overflow") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="router.py sets no response flag when maxRetries refuses a retry; Envoy "
-                   "sets UO (RetryStatus::NoOverflow)")
 def test_retry_refused_by_the_budget_has_flag_uo(mesh: Mesh) -> None:
     mesh.deploy("flappy", attempt_app(), replicas=1)
     mesh.apply(BUDGET)
@@ -325,8 +321,6 @@ def test_retry_refused_by_the_budget_has_flag_uo(mesh: Mesh) -> None:
     assert set(res.df[res.df.status == 503].response_flags) == {"UO"}
 
 
-@pytest.mark.xfail(strict=True, reason="router.py counts upstream_rq_retry_success only for answers < 500; Envoy "
-                   "counts it whenever the answer after a retry is not retried again")
 def test_retry_success_counts_any_answer_not_retried_again(mesh: Mesh) -> None:
     mesh.deploy("flappy", attempt_app(slow=0.0, second=500), replicas=1)
     r = mesh.call("flappy", "/")  # default policy: the 503 is retried, the 500 is not

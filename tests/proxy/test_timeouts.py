@@ -109,9 +109,6 @@ def test_timeout_cancels_the_upstream_request(httpbin: Mesh) -> None:
     assert entry.response_code_details == "downstream_remote_disconnect"
 
 
-@pytest.mark.xfail(strict=True, reason="with mTLS (the default, auto mTLS) the server-side sidecar never sees the "
-                   "caller go away: it answers 200 after the full delay instead of logging DC (tls.py ignores "
-                   "the client's TLS close_notify, and the client's TLS close waits for the server's)")
 def test_timeout_cancels_the_upstream_request_over_mtls(httpbin: Mesh) -> None:
     httpbin.apply(vs("timeout: 0.1s"))
     assert httpbin.call("httpbin", "/delay/1").status_code == 504

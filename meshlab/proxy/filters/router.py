@@ -130,6 +130,11 @@ class Router:
                 return actions.direct_response(http.directResponse)
             actions.rewrite(stream, http.rewrite, route)
             actions.request_headers(stream.request.headers, http.headers)
+        direct = route.action.get("direct")
+        if direct is not None:  # e.g. REGISTRY_ONLY: a host outside the registry is black-holed
+            stream.cluster = direct[1]
+            stream.details = "direct_response"
+            return Response(direct[0], Headers(), b"")
         if not route.clusters:
             stream.flag(F.NR)
             return local_reply(404, "route has no destination\n")
@@ -167,6 +172,8 @@ class Router:
             stream.flag(F.UT)
             stream.details = "upstream_response_timeout"
             stream.sidecar.stats[f"cluster.{cluster.config.name}.upstream_rq_timeout"] += 1
+            if stream.host is not None:  # a hanging host counts as failing (Envoy reports a 504)
+                cluster.report(stream.host, 504)
             return local_reply(504, "upstream request timeout")
 
     @staticmethod
@@ -180,9 +187,10 @@ class Router:
             http = route.action.get("http")
             if http is None:
                 cached = (None, RetryPolicy())
-            elif http.fault is not None:
-                cached = (None, NO_RETRIES)
             else:
+                # A route's fault does not remove its timeout and retries (Istio sets both on the
+                # route regardless); the fault filter runs first, so an injected abort is never
+                # retried and an injected delay never counts against the timeout.
                 timeout = parse_duration(http.timeout) if http.timeout else None
                 cached = (timeout, RetryPolicy.from_istio(http.retries, timeout))
             route.action["_policies"] = cached
@@ -194,27 +202,34 @@ class Router:
         prefix = f"cluster.{cluster.config.name}"
         tried: set[str] = set()
         n = 0
-        while True:
-            n += 1
-            stream.attempts = n
-            stream.flags[:] = [f for f in stream.flags if f not in PER_TRY_FLAGS]
-            resp, outcome = await self.one_try(stream, cluster, policy.per_try_timeout, tried)
-            if not policy.retriable(outcome):
-                if n > 1 and resp.status < 500:
-                    stats[f"{prefix}.upstream_rq_retry_success"] += 1
-                return resp
-            if n > policy.attempts:
-                if policy.attempts:
-                    stream.flag(F.URX)
-                    stats[f"{prefix}.upstream_rq_retry_limit_exceeded"] += 1
-                return resp
-            if not cluster.breaker.try_retry():
-                stats[f"{prefix}.upstream_rq_retry_overflow"] += 1
-                return resp
-            stats[f"{prefix}.upstream_rq_retry"] += 1
-            try:
+        holds_budget = False  # a retry holds one unit of the maxRetries budget until it answers
+        try:
+            while True:
+                n += 1
+                stream.attempts = n
+                stream.flags[:] = [f for f in stream.flags if f not in PER_TRY_FLAGS]
+                resp, outcome = await self.one_try(stream, cluster, policy.per_try_timeout, tried)
+                if holds_budget:
+                    cluster.breaker.retry_done()
+                    holds_budget = False
+                if not policy.retriable(outcome):
+                    if n > 1:
+                        stats[f"{prefix}.upstream_rq_retry_success"] += 1
+                    return resp
+                if n > policy.attempts:
+                    if policy.attempts:
+                        stream.flag(F.URX)
+                        stats[f"{prefix}.upstream_rq_retry_limit_exceeded"] += 1
+                    return resp
+                if not cluster.breaker.try_retry():
+                    stream.flag(F.UO)
+                    stats[f"{prefix}.upstream_rq_retry_overflow"] += 1
+                    return resp
+                holds_budget = True
+                stats[f"{prefix}.upstream_rq_retry"] += 1
                 await asyncio.sleep(policy.backoff(n, stream.sidecar.rng))
-            finally:
+        finally:
+            if holds_budget:
                 cluster.breaker.retry_done()
 
     async def one_try(self, stream: Stream, cluster: Cluster, per_try_timeout: float | None,
