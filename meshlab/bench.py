@@ -76,7 +76,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -145,6 +145,8 @@ class RunResult:
     gen_cpu_pct: float
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
+    gen_conns: int = 0  # connections the generator opened during the run (after warm-up)
+    proxy_conns: int = 0  # upstream connections the sidecars opened during the run
     gc_full: int = 0  # full (generation 2) garbage collections in the mesh process during the run
     gc_max_ms: float = 0.0  # the longest garbage-collection pause in the mesh process
 
@@ -197,6 +199,7 @@ async def _drive(pools: Any, cmd: dict[str, Any]) -> dict[str, Any]:
         timing.append((i, start, clock()))
         return resp.status, "", ""
 
+    opened0 = pool.opened
     cpu0 = time.process_time()
     t_before = clock()
     samples, elapsed = await generate(send, rate=rate, concurrency=cmd["concurrency"], duration=cmd["duration"])
@@ -204,7 +207,7 @@ async def _drive(pools: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "latency_ms": np.fromiter((s[1] for s in samples), float, len(samples)),
         "status": np.fromiter((s[2] for s in samples), np.int32, len(samples)),
-        "elapsed": elapsed, "cpu_s": cpu, "lag_ms": None, "send_ms": None,
+        "elapsed": elapsed, "cpu_s": cpu, "lag_ms": None, "send_ms": None, "opened": pool.opened - opened0,
     }
     if timing:
         idx, start, end = np.array(timing).T
@@ -506,15 +509,17 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration: float, warmup: float,
-             server_pids: list[int | None]) -> RunResult:
-    """Warm up, then measure one path in one mode; server CPU is read around the measured run."""
+             server_pids: list[int | None], proxy_conns: Callable[[], int] = lambda: 0) -> RunResult:
+    """Warm up, then measure one path in one mode; server CPU, garbage collections and the
+    connections the sidecars open (``proxy_conns()``, a counter) are read around the measured run."""
     kw: dict[str, Any] = {"concurrency": int(value)} if mode == "closed" else {"rate": value}
     if warmup > 0:
         gen.run(path, duration=warmup, **kw)
-    cpu0 = sum(_cpu_seconds(p) for p in server_pids)
+    cpu0, conns0 = sum(_cpu_seconds(p) for p in server_pids), proxy_conns()
     with GcWatch() as gcw:
         raw = gen.run(path, duration=duration, **kw)
     cpu = sum(_cpu_seconds(p) for p in server_pids) - cpu0
+    conns = proxy_conns() - conns0
     gen.reset()
     lat, status, send, lag = raw["latency_ms"], raw["status"], raw["send_ms"], raw["lag_ms"]
     n, elapsed = len(lat), raw["elapsed"]
@@ -528,7 +533,7 @@ def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration:
         send_p50_ms=s50, send_p90_ms=s90, send_p99_ms=s99,
         server_cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
         gen_cpu_pct=100.0 * raw["cpu_s"] / elapsed if elapsed > 0 else 0.0, lag_p50_ms=l50, lag_p99_ms=l99,
-        gc_full=gcw.full, gc_max_ms=gcw.max_ms,
+        gen_conns=raw["opened"], proxy_conns=conns, gc_full=gcw.full, gc_max_ms=gcw.max_ms,
     )
 
 
@@ -604,11 +609,20 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
     for mode, value in (("closed", args.concurrency), ("open", args.rate)):
         for path in paths:
             pids = [me, nginx.pid if (nginx is not None and path.name == "nginx") else None]
-            r = _measure(gen, path, mode, value, args.duration, args.warmup, pids)
+            r = _measure(gen, path, mode, value, args.duration, args.warmup, pids, lambda: _proxy_conns(mesh))
             results.append(r)
             print(f"  {path.name:<8} {mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
                   f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms", flush=True)
     return results
+
+
+def _proxy_conns(mesh: Any) -> int:
+    """Upstream connections opened so far by every sidecar of ``mesh`` (read on its loop)."""
+
+    async def count() -> int:
+        return sum(pool.opened for sc in mesh.all_sidecars() for pool in sc.pools.pools.values())
+
+    return int(mesh.runtime.run(count()))
 
 
 def _hop_security(mesh: Any) -> str:
@@ -697,6 +711,7 @@ def render(report: dict[str, Any]) -> str:
               _table([x for x in rows if x["mode"] == "closed"],
                      {**common, "p50_ms": "p50", "p90_ms": "p90", "p99_ms": "p99",
                       "server_cpu_us_per_req": "server cpu us/req", "gen_cpu_pct": "gen cpu %",
+                      "gen_conns": "new conns gen", "proxy_conns": "new conns proxy",
                       "gc_full": "full gc", "gc_max_ms": "gc max ms"})]
     lines += ["", f"== open loop at {s['rate']:g} req/s (latency in ms from the scheduled start; send p*: from the "
                   "actual send; lag: actual - scheduled send, < 0 = early: the generator's timers have 1 ms "
@@ -705,6 +720,7 @@ def render(report: dict[str, Any]) -> str:
                      {**common, "p50_ms": "p50", "p90_ms": "p90", "p99_ms": "p99", "send_p50_ms": "send p50",
                       "send_p90_ms": "send p90", "send_p99_ms": "send p99", "lag_p50_ms": "lag p50",
                       "lag_p99_ms": "lag p99", "server_cpu_us_per_req": "server cpu us/req",
+                      "gen_conns": "new conns gen", "proxy_conns": "new conns proxy",
                       "gc_full": "full gc", "gc_max_ms": "gc max ms"})]
     behind = [f"{x['path']} ({x['rps']:.0f}/s)" for x in rows if x["mode"] == "open" and x["rps"] < 0.95 * s["rate"]]
     if behind:

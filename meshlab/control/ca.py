@@ -139,13 +139,16 @@ class CertificateAuthority:
             self._reject(identity, f"identity {identity} is outside trust domain {self.trust_domain}")
         now = self.clock()
         life = dt.timedelta(seconds=ttl if ttl is not None else self.workload_ttl)
+        # X.509 keeps whole seconds: round the expiry up, so a 1 s certificate lives >= 1 s
+        not_after = now + life
+        not_after = not_after.replace(microsecond=0) + dt.timedelta(seconds=1 if not_after.microsecond else 0)
         serial = x509.random_serial_number()
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([])).issuer_name(self.root.subject)
                 .public_key(csr.public_key())
                 .serial_number(serial)
                 .not_valid_before(now - dt.timedelta(seconds=1))
-                .not_valid_after(now + life)
+                .not_valid_after(not_after)
                 .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]), critical=True)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,

@@ -15,8 +15,10 @@ read through the mesh (which route the client's sidecar uses):
 
 * q1 (fail fast): httpbin normally answers in about 10 ms (``/delay/0.01``) but sometimes hangs
   for 0.6 s (``/delay/0.6``; 6 s on a real cluster). Over 20 requests of each, the hung ones must
-  fail with ``504`` and the flag ``UT`` and no caller may wait much more than 0.2 s (p99 under
-  ``BUDGET_MS``), while every normal request still succeeds.
+  fail with ``504`` and the flag ``UT`` and no caller may wait more than 0.2 s: the median latency
+  of the hung requests must be under ``BUDGET_MS`` and their p99 under ``MAX_MS`` (room for the
+  proxies' own time on a busy laptop, where one slow sample can move a p99 of 20 requests), while
+  every normal request still succeeds.
 * q2 (retries): ``/flaky/percent/30`` answers 503 to 30 % of requests. Over ``FLAKY_REQUESTS``
   sequential requests at least 99 % must succeed, a request that keeps failing may be tried at
   most ``MAX_TRIES`` times, and a ``500`` (in this service: processed, failed for good) must never
@@ -42,18 +44,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from meshlab.config import ConfigError, Resource, load
 from meshlab.labs.blank import contains_blank
 from meshlab.labs.core import Incorrect, Question, bind_questions
 from meshlab.labs.core import show as _show
 
-__all__ = ["SEED", "BUDGET_MS", "MAX_TRIES", "FLAKY_REQUESTS", "httpbin_mesh", "relay", "trial"]
+__all__ = ["SEED", "BUDGET_MS", "MAX_MS", "MAX_TRIES", "FLAKY_REQUESTS", "httpbin_mesh", "relay", "trial"]
 
 #: The mesh seed every check uses: the same YAML gives the same counts every time.
 SEED = 7
-#: q1: slowest acceptable answer for a hung request (0.2 s asked, plus the proxies' own time).
-BUDGET_MS = 250.0
+#: q1: highest acceptable median latency of a hung request (0.2 s asked, plus the proxies' time).
+BUDGET_MS = 220.0
+#: q1: highest acceptable p99 latency of a hung request (a p99 of 20 samples is their maximum).
+MAX_MS = 400.0
 #: q2: most tries (first try + retries) a failing request may get.
 MAX_TRIES = 5
 #: q2: sequential requests to the flaky endpoint.
@@ -84,20 +90,27 @@ def httpbin_mesh(seed: int = SEED) -> Iterator[Any]:
 def _settle(mesh: Any, limit_s: float = 3.0) -> None:
     """Wait until no app is still working on a request (a timeout frees the caller only)."""
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline and any(r.in_flight for name in mesh.services for r in mesh.replicas(name)):
+    while time.monotonic() < deadline and any(
+        r.in_flight for name in mesh.services for r in mesh.replicas(name)
+    ):
         time.sleep(0.02)
 
 
 # -- reading the learner's YAML -------------------------------------------------------------------
 
+
 def _parse(text: Any, var: str) -> list[Resource]:
     """The learner's VirtualService for httpbin, validated like Istio's admission; Incorrect if unusable."""
     if not isinstance(text, str):
-        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
-                        f"yours is a `{type(text).__name__}`.")
+        raise Incorrect(
+            f"`{var}` should be a string holding YAML (use triple quotes); "
+            f"yours is a `{type(text).__name__}`."
+        )
     if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(f"`{var}` should hold a whole VirtualService in YAML, several lines long, "
-                        "starting with `apiVersion:` and `kind:`.")
+        raise Incorrect(
+            f"`{var}` should hold a whole VirtualService in YAML, several lines long, "
+            "starting with `apiVersion:` and `kind:`."
+        )
     try:
         resources = load(text)
     except ConfigError as exc:
@@ -116,12 +129,15 @@ def _apply(mesh: Any, resources: list[Resource]) -> None:
     routes = mesh.proxy_config("curl")
     mine = routes[(routes["host"] == FQDN) & (routes["from"] == f"virtualservice/{vs.namespace}/{vs.name}")]
     if mine.empty:
-        raise Incorrect("your VirtualService does not change how the sidecars route to `httpbin`: check "
-                        "`spec.hosts` (the service it is for), the namespace, and `gateways` (without it, "
-                        "the rules apply to every sidecar of the mesh).")
+        raise Incorrect(
+            "your VirtualService does not change how the sidecars route to `httpbin`: check "
+            "`spec.hosts` (the service it is for), the namespace, and `gateways` (without it, "
+            "the rules apply to every sidecar of the mesh)."
+        )
 
 
 # -- sending traffic --------------------------------------------------------------------------------
+
 
 def _tries(response: Any) -> int:
     return int(response.headers.get("x-meshlab-attempts") or 1)
@@ -134,24 +150,29 @@ def _flags(response: Any) -> str:
 def _routing_problem(status: int, flags: str, path: str) -> None:
     """Incorrect for answers that show the route itself is broken (no route, no subset, fault)."""
     if status == 404 and "NR" in flags:
-        raise Incorrect(f"`{path}` found no route (404, flag NR): once a VirtualService exists for a host, "
-                        "requests that match none of its routes are refused. Every path of httpbin needs a route.")
+        raise Incorrect(
+            f"`{path}` found no route (404, flag NR): once a VirtualService exists for a host, "
+            "requests that match none of its routes are refused. Every path of httpbin needs a route."
+        )
     if status == 503 and "NC" in flags:
-        raise Incorrect(f"`{path}` got 503 NC: your route names a subset, and no DestinationRule defines "
-                        "subsets for httpbin here. Route to the host alone.")
+        raise Incorrect(
+            f"`{path}` got 503 NC: your route names a subset, and no DestinationRule defines "
+            "subsets for httpbin here. Route to the host alone."
+        )
     if "FI" in flags or "DI" in flags:
-        raise Incorrect(f"`{path}` was answered by fault injection (flag {flags}): this exercise is about what "
-                        "the sidecar does with a real service, so leave `fault` out. (Istio also turns off "
-                        "`timeout` and `retries` on a route that has a `fault`.)")
-
-
-def _p99(result: Any) -> float:
-    return float(result.percentiles((99,))["p99"])
+        raise Incorrect(
+            f"`{path}` was answered by fault injection (flag {flags}): this exercise is about what "
+            "the sidecar does with a real service, so leave `fault` out. (Istio also turns off "
+            "`timeout` and `retries` on a route that has a `fault`.)"
+        )
 
 
 # -- a playground -----------------------------------------------------------------------------------
 
-def trial(vs_yaml: Any, path: str = HUNG_PATH, requests: int = 20, concurrency: int = 5) -> pd.DataFrame | None:
+
+def trial(
+    vs_yaml: Any, path: str = HUNG_PATH, requests: int = 20, concurrency: int = 5
+) -> pd.DataFrame | None:
     """Apply ``vs_yaml`` to a fresh mesh running httpbin and send ``requests`` requests to ``path``
     (``concurrency`` at a time): a place to try a VirtualService before checking it. Returns one
     row per (status, response flags) with the count, the p50/p99 latency in ms and the tries each
@@ -170,7 +191,8 @@ def trial(vs_yaml: Any, path: str = HUNG_PATH, requests: int = 20, concurrency: 
         received = len(mesh.access_log(service="httpbin", reporter="destination"))
     df = result.df
     table = df.groupby(["status", "response_flags"])["latency_ms"].agg(
-        requests="size", p50_ms=lambda s: s.quantile(0.5), p99_ms=lambda s: s.quantile(0.99))
+        requests="size", p50_ms=lambda s: s.quantile(0.5), p99_ms=lambda s: s.quantile(0.99)
+    )
     table["tries_per_request"] = received / len(df) if len(df) else 0.0
     return table.round(1)
 
@@ -241,33 +263,48 @@ class FailFast(Question):
         if len(normal_failed):
             flags = Counter(normal_failed["response_flags"])
             if flags.get("UT"):
-                raise Incorrect(f"{len(normal_failed)} of {n} normal requests (`{NORMAL_PATH}`, about 10 ms of work) "
-                                "failed with 504 UT: your timeout does not leave the service time for its normal "
-                                "answers. A timeout should sit well above the usual latency.")
-            _routing_problem(int(normal_failed["status"].iloc[0]), str(normal_failed["response_flags"].iloc[0]),
-                             NORMAL_PATH)
-            raise Incorrect(f"{len(normal_failed)} of {n} normal requests failed ({_counts(normal_failed)}). "
-                            "Look at `mesh.access_log(service='httpbin')` in a `trial()` to see why.")
-        p99 = _p99(hung)
+                raise Incorrect(
+                    f"{len(normal_failed)} of {n} normal requests (`{NORMAL_PATH}`, about 10 ms of work) "
+                    "failed with 504 UT: your timeout does not leave the service time for its normal "
+                    "answers. A timeout should sit well above the usual latency."
+                )
+            _routing_problem(
+                int(normal_failed["status"].iloc[0]),
+                str(normal_failed["response_flags"].iloc[0]),
+                NORMAL_PATH,
+            )
+            raise Incorrect(
+                f"{len(normal_failed)} of {n} normal requests failed ({_counts(normal_failed)}). "
+                "Look at `mesh.access_log(service='httpbin')` in a `trial()` to see why."
+            )
+        p50, p99 = (float(v) for v in hung.percentiles((50, 99)).values())
         statuses = Counter(hung.df["status"])
-        ut = int((hung.df["response_flags"] == "UT").sum())
+        ut = int(hung.df["response_flags"].str.contains("UT").sum())
         if statuses.get(200, 0) == n:
-            raise Incorrect(f"every hung request (`{HUNG_PATH}`) still got its answer, after about {p99:.0f} ms: "
-                            "nothing stops a slow request. Istio sets no route timeout unless a route asks "
-                            "for one.")
+            raise Incorrect(
+                f"every hung request (`{HUNG_PATH}`) still got its answer, after about {p99:.0f} ms: "
+                "nothing stops a slow request. Istio sets no route timeout unless a route asks "
+                "for one."
+            )
         if ut < n:
-            raise Incorrect(f"only {ut} of {n} hung requests ended with 504 UT ({_counts(hung.df)}): every "
-                            "request that hangs should be cut off by the caller's sidecar.")
-        if p99 > BUDGET_MS:
-            raise Incorrect(f"hung requests now fail with 504 UT, but only after about {p99:.0f} ms (p99): the "
-                            "budget is 0.2 s. If you also set retries, remember that the route timeout bounds "
-                            "all the tries together, and `perTryTimeout` each one.")
-        return (f"hung requests fail fast with 504 UT (all {n} under the 0.2 s budget) and normal requests "
-                "still succeed: the caller's sidecar enforces the route timeout.")
+            raise Incorrect(
+                f"only {ut} of {n} hung requests ended with 504 UT ({_counts(hung.df)}): every "
+                "request that hangs should be cut off by the caller's sidecar."
+            )
+        if p50 > BUDGET_MS or p99 > MAX_MS:
+            raise Incorrect(
+                f"hung requests now fail with 504 UT, but only after about {p50:.0f} ms: the "
+                "budget is 0.2 s. If you also set retries, remember that the route timeout bounds "
+                "all the tries together, and `perTryTimeout` each one."
+            )
+        return (
+            "hung requests fail fast with 504 UT, within the 0.2 s budget, and normal requests still "
+            "succeed: the caller's sidecar enforces the route timeout."
+        )
 
 
 def _counts(df: pd.DataFrame) -> str:
-    pairs = Counter(zip(df["status"], df["response_flags"]))
+    pairs = Counter(zip(df["status"], df["response_flags"], strict=True))
     return ", ".join(f"{n} x {s} {f}" for (s, f), n in sorted(pairs.items()))
 
 
@@ -292,31 +329,48 @@ class FlakyRetries(Question):
             _apply(mesh, resources)
             r500 = mesh.call("httpbin", "/status/500")
             r503 = mesh.call("httpbin", "/status/503")
-            if r500.status_code == 500 and _tries(r500) == 1 and r503.status_code == 503 and 1 < _tries(r503) <= MAX_TRIES:
-                flaky = mesh.load("httpbin", FLAKY_PATH, concurrency=1, requests=FLAKY_REQUESTS, progress=False)
+            if (
+                r500.status_code == 500
+                and _tries(r500) == 1
+                and r503.status_code == 503
+                and 1 < _tries(r503) <= MAX_TRIES
+            ):
+                flaky = mesh.load(
+                    "httpbin", FLAKY_PATH, concurrency=1, requests=FLAKY_REQUESTS, progress=False
+                )
             else:
                 flaky = None
         for r, path in ((r500, "/status/500"), (r503, "/status/503")):
             _routing_problem(r.status_code, _flags(r), path)
         if _tries(r500) > 1:
-            raise Incorrect(f"a 500 was tried {_tries(r500)} times. In this service a 500 means the request was "
-                            "processed and failed for good: trying again only repeats the work. Which retry "
-                            "conditions did you list?")
+            raise Incorrect(
+                f"a 500 was tried {_tries(r500)} times. In this service a 500 means the request was "
+                "processed and failed for good: trying again only repeats the work. Which retry "
+                "conditions did you list?"
+            )
         tries_503 = _tries(r503)
         if tries_503 == 1:
-            raise Incorrect("a 503 is not retried at all with your VirtualService. Check `attempts`, and if you "
-                            "wrote `retryOn`, that it still covers 503 (it replaces Istio's default conditions).")
+            raise Incorrect(
+                "a 503 is not retried at all with your VirtualService. Check `attempts`, and if you "
+                "wrote `retryOn`, that it still covers 503 (it replaces Istio's default conditions)."
+            )
         if tries_503 > MAX_TRIES:
-            raise Incorrect(f"a request that keeps failing was tried {tries_503} times; at most {MAX_TRIES} are "
-                            "allowed. When a service is really down, every extra try is extra load on it.")
+            raise Incorrect(
+                f"a request that keeps failing was tried {tries_503} times; at most {MAX_TRIES} are "
+                "allowed. When a service is really down, every extra try is extra load on it."
+            )
         assert flaky is not None
         ok = int((flaky.df["status"] == 200).sum())
         n = len(flaky.df)
         if ok < 0.99 * n:
-            raise Incorrect(f"{ok} of {n} requests succeeded ({ok / n:.1%}), below 99 %: each failing request "
-                            f"got {tries_503} tries. How many tries make 0.3 ** tries smaller than 1 %?")
-        return (f"{ok} of {n} requests to `{FLAKY_PATH}` succeeded, a failing request gets {tries_503} tries, "
-                "and a 500 is never retried.")
+            raise Incorrect(
+                f"{ok} of {n} requests succeeded ({ok / n:.1%}), below 99 %: each failing request "
+                f"got {tries_503} tries. How many tries make 0.3 ** tries smaller than 1 %?"
+            )
+        return (
+            f"{ok} of {n} requests to `{FLAKY_PATH}` succeeded, a failing request gets {tries_503} tries, "
+            "and a 500 is never retried."
+        )
 
 
 class StormCount(Question):
@@ -324,9 +378,11 @@ class StormCount(Question):
 
     _vars = ["requests_to_b", "requests_to_c"]
     _solution_lang = ""
-    _solution = ("`requests_to_b = 3` and `requests_to_c = 9`. A's sidecar tries B 3 times (Istio's "
-                 "default: 2 retries); each of those requests makes B call C, and B's sidecar tries C "
-                 "3 times: 3 x 3 = 9.")
+    _solution = (
+        "`requests_to_b = 3` and `requests_to_c = 9`. A's sidecar tries B 3 times (Istio's "
+        "default: 2 retries); each of those requests makes B call C, and B's sidecar tries C "
+        "3 times: 3 x 3 = 9."
+    )
     _hint = [
         "Istio's default is 2 retries: how many tries is that per hop?",
         "Each request that B receives starts B's own call to C from scratch, with its own retries.",
@@ -338,39 +394,52 @@ class StormCount(Question):
                 raise Incorrect(f"`{name}` should be a whole number (an int), not `{type(value).__name__}`.")
         if requests_to_b != 3:
             if requests_to_b in (1, 2):
-                raise Incorrect(f"B receives more than {requests_to_b}: A's sidecar retries, and Istio's default "
-                                "is 2 *retries*, on top of the first try.")
-            raise Incorrect(f"B receives the tries of A's sidecar only (the call into A is not retried); "
-                            f"{requests_to_b} is not the number of tries of Istio's default policy.")
+                raise Incorrect(
+                    f"B receives more than {requests_to_b}: A's sidecar retries, and Istio's default "
+                    "is 2 *retries*, on top of the first try."
+                )
+            raise Incorrect(
+                f"B receives the tries of A's sidecar only (the call into A is not retried); "
+                f"{requests_to_b} is not the number of tries of Istio's default policy."
+            )
         if requests_to_c != 9:
             if requests_to_c == 3:
-                raise Incorrect("3 is what C would get if only B's sidecar retried. A's sidecar retries too, and "
-                                "each request B receives makes B call C again, with its own retries.")
+                raise Incorrect(
+                    "3 is what C would get if only B's sidecar retried. A's sidecar retries too, and "
+                    "each request B receives makes B call C again, with its own retries."
+                )
             if requests_to_c == 6:
-                raise Incorrect("retries along a chain multiply, they do not add up: every request B receives "
-                                "starts a whole new series of tries to C.")
+                raise Incorrect(
+                    "retries along a chain multiply, they do not add up: every request B receives "
+                    "starts a whole new series of tries to C."
+                )
             if requests_to_c == 27:
-                raise Incorrect("27 would need three retrying hops. Here the call into A is not retried: only "
-                                "the hops A -> B and B -> C retry.")
-            raise Incorrect(f"C does not receive {requests_to_c}: count the tries B's sidecar makes for *each* "
-                            "request B receives.")
+                raise Incorrect(
+                    "27 would need three retrying hops. Here the call into A is not retried: only "
+                    "the hops A -> B and B -> C retry."
+                )
+            raise Incorrect(
+                f"C does not receive {requests_to_c}: count the tries B's sidecar makes for *each* "
+                "request B receives."
+            )
         measured = _measure_storm()
-        return (f"B receives 3 and C receives 3 x 3 = 9. Measured on a fresh mesh: B received {measured['b']} "
-                f"and C {measured['c']} for one user request, which failed anyway.")
+        return (
+            f"B receives 3 and C receives 3 x 3 = 9. Measured on a fresh mesh: B received {measured['b']} "
+            f"and C {measured['c']} for one user request, which failed anyway."
+        )
 
 
-def relay(next_service: str) -> Any:
+def relay(next_service: str) -> FastAPI:
     """A service that calls ``next_service`` with the same path (GET) and passes its status on."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     import meshlab
 
     app = FastAPI(title=f"relay to {next_service}")
 
     @app.get("/{path:path}")
     async def forward(path: str, request: Request) -> JSONResponse:
-        r = await meshlab.client().get(f"http://{next_service}/{path}", headers=meshlab.propagation_headers(request))
+        r = await meshlab.client().get(
+            f"http://{next_service}/{path}", headers=meshlab.propagation_headers(request)
+        )
         return JSONResponse({"via": next_service, "status": r.status_code}, status_code=r.status_code)
 
     return app

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .filters.authn import AuthnFilter
+from .filters.authz import AuthzFilter
 from .route import VirtualHost, strip_port
 from .sidecar import Sidecar
 
@@ -40,6 +42,10 @@ class IngressGateway(Sidecar):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.labels = dict(INGRESS_LABELS)
+        self.edge = True
+        # JWT validation and authorization at the edge, as Istio applies policies selecting the
+        # ingress gateway (e.g. "only requests with a valid token from this issuer get in")
+        self.outbound_filters = [AuthnFilter(), AuthzFilter(), *self.outbound_filters]
 
     @property
     def url(self) -> str:

@@ -45,7 +45,7 @@ from .filters.router import InboundRouter, Router, resolve_route, strip_mesh_hea
 from .http1 import Headers, Listener, Request, Response, ServerConnection, local_reply
 from .pool import PoolSet
 from .route import Snapshot, VirtualHost
-from .stream import Peer, Stream
+from .stream import UNKNOWN_PEER, Peer, Stream
 from .tls import SniffingConnection
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class Sidecar:
         self.access_log = AccessLog()
         self.stats: Counter[str] = Counter()
         self.config_version = 0
+        #: True for a gateway: requests on its outbound listener come from outside the mesh
+        self.edge = False
         #: inbound requests being handled now (a replica being removed waits for these)
         self.active_inbound = 0
         #: the clock outlier detection uses (replace it in tests to move time by hand)
@@ -175,6 +177,8 @@ class Sidecar:
     async def _handle_outbound(self, req: Request, conn: ServerConnection) -> Response:
         stream = Stream(self, "outbound", req, self.pilot.snapshot, _addr(conn.peer))
         stream.source = self.identity
+        if self.edge:  # a gateway's callers come from outside the mesh: no identity
+            stream.extra["downstream_peer"] = UNKNOWN_PEER
         # Route selection happens before the filters run (Envoy's connection manager), so that
         # filters such as fault injection can read the route's configuration.
         no_route = resolve_route(stream, self.route_table(stream))

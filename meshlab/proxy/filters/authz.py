@@ -45,7 +45,7 @@ def request_attributes(stream: Stream) -> RequestAttributes:
     sidecar = stream.sidecar
     return RequestAttributes(
         method=req.method, path=stream.path, host=stream.authority, port=sidecar.port, headers=headers,
-        source_principal=strip_spiffe(stream.source.principal),
+        source_principal=strip_spiffe(stream.extra.get("downstream_peer", stream.source).principal),
         source_ip=stream.downstream_remote.rsplit(":", 1)[0] or "127.0.0.1",
         destination_ip=sidecar.inbound.host or "127.0.0.1",
         request_principal=identity.principal if identity is not None else None,
