@@ -780,6 +780,15 @@ class Mesh:
             self.admin = admin
         return self.admin.address
 
+    def export_k8s(self, path: str | Path, image: Any = None) -> list[Path]:
+        """Write this mesh as it runs now as Kubernetes + Istio manifests into the folder ``path``
+        (see ``meshlab.export``): Namespace, ServiceAccounts, Services, Deployments, Istio v1
+        resources and a README with the commands. ``image``: a template such as
+        ``"registry/{service}:{version}"`` or a mapping ``{"reviews": "..."}``; placeholders if None."""
+        from .export import write_manifests
+
+        return write_manifests(self, path, image)
+
     @property
     def ingress_url(self) -> str:
         """Base URL of the ingress gateway (for calls from outside the mesh: cells, curl)."""

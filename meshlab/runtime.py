@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -169,6 +170,22 @@ def _stop_all() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
+class _DropCancelled(logging.Filter):
+    """Drop uvicorn's "Exception in ASGI application" records for requests *cancelled* because
+    their pod crashed or was removed (``AppServer.close`` cancels them): a crash is what the
+    learner is watching, not an application error. Other errors are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+def _quiet_cancelled_requests() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropCancelled) for f in logger.filters):
+        logger.addFilter(_DropCancelled())
+
+
 class AppServer:
     """Serve one ASGI app with uvicorn's httptools protocol on a pre-bound socket.
 
@@ -188,6 +205,7 @@ class AppServer:
             proxy_headers=False,
         )
         self.config.load()
+        _quiet_cancelled_requests()
         self.state = ServerState()
         self._server: asyncio.AbstractServer | None = None
 

@@ -7,7 +7,8 @@ storefront (the home page) are built three times from the *same feature code*:
   call each other in memory. A fatal fault in any feature takes the whole process down.
 * ``microservices()``: one FastAPI app per service (``storefront``, ``login``, ``listing``,
   ``details``, ``cart``, ``checkout``, ``payment``). A service calls another by name through
-  its sidecar (``meshlab.client()``): discovery, load balancing and telemetry are the mesh's job.
+  its sidecar (``meshlab.client()``): discovery, load balancing, retries and telemetry are the
+  mesh's job.
 * ``diy_microservices()``: the same services, each carrying its own copy of the communication
   code (``DiyComms``: discovery, round-robin, retries, request logging) and calling the other
   services' app ports directly, as microservices did before service meshes.
@@ -35,7 +36,6 @@ import ast
 import asyncio
 import inspect
 import io
-import logging
 import random
 import textwrap
 import threading
@@ -547,26 +547,9 @@ def diy_microservices(lookup: Callable[[str], list[str]], store: Store | None = 
 
 
 # -- deploying ------------------------------------------------------------------------------
-class _DropCancelled(logging.Filter):
-    """Drop uvicorn's "Exception in ASGI application" records for requests *cancelled* because
-    their pod crashed or was removed (``AppServer.close`` cancels them): a crash is the lesson
-    here, not an application error. Other errors are still logged."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, asyncio.CancelledError)
-
-
-def _quiet_crashes() -> None:
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _DropCancelled) for f in logger.filters):
-        logger.addFilter(_DropCancelled())
-
-
 def deploy_monolith(mesh: Mesh, replicas: int = 1, *, store: Store | None = None,
                     faults: Faults | None = None) -> FastAPI:
     """Deploy the monolith as one service, ``shop``."""
-    _quiet_crashes()
     app = monolith(store, faults)
     mesh.deploy(MONOLITH, app, replicas=replicas, work=monolith_work())
     return app
@@ -575,7 +558,6 @@ def deploy_monolith(mesh: Mesh, replicas: int = 1, *, store: Store | None = None
 def deploy_microservices(mesh: Mesh, replicas: int | dict[str, int] = 1, *, store: Store | None = None,
                          faults: Faults | None = None, namespace: str | None = None) -> dict[str, FastAPI]:
     """Deploy the seven services (``replicas``: one number, or per service)."""
-    _quiet_crashes()
     apps = microservices(store, faults)
     for name, app in apps.items():
         n = replicas if isinstance(replicas, int) else replicas.get(name, 1)
@@ -587,7 +569,6 @@ def deploy_diy(mesh: Mesh, namespace: str = "diy", replicas: int = 1, *, store: 
                faults: Faults | None = None) -> dict[str, FastAPI]:
     """Deploy the do-it-yourself services in ``namespace``. meshlab hosts their pods, but they
     call each other's app ports directly, never through a sidecar."""
-    _quiet_crashes()
 
     def lookup(name: str) -> list[str]:
         return [r.server.address for r in mesh.replicas(name, namespace=namespace)

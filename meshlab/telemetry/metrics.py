@@ -10,18 +10,30 @@ as in Istio.
 Recording is a dict lookup and a few additions (it runs on the data path). The Prometheus text
 exposition (``/stats/prometheus`` on a sidecar's admin port, as Envoy serves on 15090) is
 produced with ``prometheus_client`` from the same numbers.
+
+TCP metrics. Istio reports ``istio_tcp_connections_opened_total`` and
+``istio_tcp_connections_closed_total`` (with ``request_protocol="tcp"`` and no response code)
+for **TCP traffic only**: a connection proxied as HTTP is counted in the request metrics above,
+never in the TCP ones (Istio's metrics reference: "For TCP traffic, Istio generates ...").
+``IstioMetrics.tcp_connection`` records them for whatever proxies raw TCP. Connections carrying
+HTTP show up, as in Envoy, in the listener and cluster counters of ``connection_stats``
+(``downstream_cx_active``, ``upstream_cx_total``, ``upstream_cx_active``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-__all__ = ["LABELS", "DURATION_BUCKETS_MS", "SIZE_BUCKETS", "IstioMetrics"]
+if TYPE_CHECKING:
+    from ..proxy.sidecar import Sidecar
+
+__all__ = ["LABELS", "TCP_LABELS", "DURATION_BUCKETS_MS", "SIZE_BUCKETS", "IstioMetrics", "connection_stats"]
 
 #: Label names, in the order of the label tuples recorded.
 LABELS = (
@@ -31,6 +43,10 @@ LABELS = (
     "destination_service_namespace", "request_protocol", "response_code", "grpc_response_status",
     "response_flags", "connection_security_policy",
 )
+
+#: Label names of Istio's TCP metrics: the request labels without the response codes (a TCP
+#: connection has none); ``request_protocol`` is ``"tcp"``.
+TCP_LABELS = tuple(k for k in LABELS if k not in ("response_code", "grpc_response_status"))
 
 #: Istio's default buckets for istio_request_duration_milliseconds.
 DURATION_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -80,6 +96,8 @@ class IstioMetrics(Collector):
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, ...], _Series] = {}
+        #: TCP connections per label tuple (``TCP_LABELS`` order): [opened, closed]
+        self.tcp: dict[tuple[str, ...], list[int]] = {}
 
     def record(self, labels: tuple[str, ...], duration_ms: float, request_bytes: int, response_bytes: int) -> None:
         """Count one finished request under ``labels`` (values in ``LABELS`` order)."""
@@ -90,6 +108,16 @@ class IstioMetrics(Collector):
         s.duration.observe(duration_ms)
         s.request_bytes.observe(request_bytes)
         s.response_bytes.observe(response_bytes)
+
+    def tcp_connection(self, labels: tuple[str, ...], event: str) -> None:
+        """Count one TCP connection ``event`` ("open" or "close") under ``labels`` (values in
+        ``TCP_LABELS`` order). For raw TCP proxying only: see the module docstring."""
+        if event not in ("open", "close"):
+            raise ValueError("tcp_connection: event is 'open' or 'close'")
+        counts = self.tcp.get(labels)
+        if counts is None:
+            counts = self.tcp[labels] = [0, 0]
+        counts[0 if event == "open" else 1] += 1
 
     def rows(self, buckets: bool = False) -> Iterator[dict[str, object]]:
         """One dict per sample (Prometheus style): name, the labels, le (buckets only), value."""
@@ -104,6 +132,10 @@ class IstioMetrics(Collector):
                 if buckets:
                     for le, v in h.cumulative():
                         yield {"name": f"{name}_bucket", **base, "le": le, "value": v}
+        for labels, (opened, closed) in self.tcp.items():
+            base = dict(zip(TCP_LABELS, labels, strict=True))
+            yield {"name": "istio_tcp_connections_opened_total", **base, "value": opened}
+            yield {"name": "istio_tcp_connections_closed_total", **base, "value": closed}
 
     def collect(self) -> Iterable[Metric]:
         """prometheus_client Collector protocol: the metric families of this sidecar."""
@@ -121,9 +153,44 @@ class IstioMetrics(Collector):
                 fam.add_metric(list(labels), h.cumulative(), h.sum)
         yield total
         yield from hists.values()
+        if self.tcp:  # as Envoy, no family at all until a TCP connection was proxied
+            opened = CounterMetricFamily("istio_tcp_connections_opened_total", "TCP connections opened.",
+                                         labels=TCP_LABELS)
+            closed = CounterMetricFamily("istio_tcp_connections_closed_total", "TCP connections closed.",
+                                         labels=TCP_LABELS)
+            for labels, (o, c) in self.tcp.items():
+                opened.add_metric(list(labels), o)
+                closed.add_metric(list(labels), c)
+            yield opened
+            yield closed
 
     def prometheus_text(self) -> bytes:
         """The Prometheus text exposition of these metrics."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         return generate_latest(registry)
+
+
+#: Istio's listener ports: inbound traffic is captured to 15006 (``virtualInbound``), outbound to
+#: 15001 (``virtualOutbound``). Envoy names listener stats after the address; meshlab's listeners
+#: have OS-chosen ports, so their counters use Istio's addresses to keep stat names stable.
+_LISTENER_STAT = {"inbound": "listener.0.0.0.0_15006", "outbound": "listener.0.0.0.0_15001"}
+
+
+def connection_stats(sidecar: Sidecar) -> dict[str, int]:
+    """Envoy's connection counters of one proxy, read from its listeners and connection pools
+    (call it on the mesh loop): ``listener.0.0.0.0_15006.downstream_cx_active`` (inbound
+    connections open now; 15001 for outbound), and per cluster ``upstream_cx_total`` (connections
+    ever opened to its hosts) and ``upstream_cx_active`` (open now)."""
+    out: dict[str, int] = {}
+    for side in ("inbound", "outbound"):
+        listener = getattr(sidecar, side)
+        out[f"{_LISTENER_STAT[side]}.downstream_cx_active"] = len(listener.connections)
+    by_address: dict[str, list[Any]] = {}
+    for pool in list(sidecar.pools.pools.values()):
+        by_address.setdefault(f"{pool.host}:{pool.port}", []).append(pool)
+    for name, cluster in list(sidecar.clusters.items()):
+        pools = [p for addr in cluster.hosts for p in by_address.get(addr, ())]
+        out[f"cluster.{name}.upstream_cx_total"] = sum(p.opened for p in pools)
+        out[f"cluster.{name}.upstream_cx_active"] = sum(p.active for p in pools)
+    return out

@@ -15,14 +15,15 @@ here every ``interval`` seconds, 0.5 s by default) and computes, over a window:
   p99 is only as precise as Istio's buckets (0.5, 1, 5, 10, 25, 50, 100, 250 ms...).
 
 Queries use the *destination* reporter by default (what the server side saw), as Istio's
-service dashboards do.
+service dashboards do. ``where`` restricts a query to series with given label values, as a
+PromQL selector does (``{destination_service_name="reviews"}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,16 +106,21 @@ class Prometheus:
             self._task = None
 
     # -- queries ---------------------------------------------------------------------------
-    def series(self, by: str = "destination_workload", reporter: str = "destination") -> pd.DataFrame:
+    def series(self, by: str = "destination_workload", reporter: str = "destination",
+               where: Mapping[str, str] | None = None) -> pd.DataFrame:
         """Per scrape and group: total requests, 5xx requests, duration sum and bucket counts
-        (cumulative counters, as Prometheus stores them)."""
+        (cumulative counters, as Prometheus stores them); ``where``: label -> value to keep."""
         col = _KEEP.index(by)
+        unknown = sorted(set(where or {}) - set(_KEEP))
+        if unknown:
+            raise ValueError(f"where: labels {unknown} are not kept by this Prometheus; labels: {list(_KEEP)}")
+        match = [(_KEEP.index(k), v) for k, v in (where or {}).items()]
         rows = []
         t0 = self.samples[0][0] if self.samples else 0.0
         for t, data in self.samples:
             groups: dict[str, list[Any]] = {}
             for key, (count, dsum, buckets) in data.items():
-                if key[0] != reporter:
+                if key[0] != reporter or any(key[i] != v for i, v in match):
                     continue
                 g = groups.setdefault(key[col], [0, 0, 0.0, np.zeros(len(buckets))])
                 g[0] += count
@@ -128,11 +134,11 @@ class Prometheus:
         return pd.DataFrame(rows, columns=["t", by, "requests", "errors", "duration_sum", "buckets"])
 
     def dashboard(self, window: float = 2.0, by: str = "destination_workload",
-                  reporter: str = "destination") -> pd.DataFrame:
+                  reporter: str = "destination", where: Mapping[str, str] | None = None) -> pd.DataFrame:
         """Over time, per group: request rate (req/s), error rate (share of 5xx) and p50/p90/p99
         latency (ms), each computed over the trailing ``window`` seconds as Grafana's Istio
         dashboards do."""
-        df = self.series(by, reporter)
+        df = self.series(by, reporter, where)
         out = []
         for name, g in df.groupby(by, sort=True):
             g = g.reset_index(drop=True)
@@ -154,10 +160,10 @@ class Prometheus:
         return pd.DataFrame(out, columns=["t", by, "rps", "error_rate", "p50_ms", "p90_ms", "p99_ms"])
 
     def summary(self, window: float | None = None, by: str = "destination_workload",
-                reporter: str = "destination") -> pd.DataFrame:
+                reporter: str = "destination", where: Mapping[str, str] | None = None) -> pd.DataFrame:
         """One row per group over the last ``window`` seconds (default: everything scraped):
         requests, rate, error rate, p50/p90/p99 (from the histograms)."""
-        df = self.series(by, reporter)
+        df = self.series(by, reporter, where)
         rows = []
         for name, g in df.groupby(by, sort=True):
             g = g.reset_index(drop=True)
