@@ -574,9 +574,11 @@ def cpu_pressure() -> float | None:
         return None
 
 
-def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str | None) -> list[RunResult]:
+def measure_paths(args: argparse.Namespace, stack: ExitStack,
+                  nginx_binary: str | None) -> tuple[list[RunResult], str]:
     """Deploy the echo app, start nginx (if ``nginx_binary``) and measure every path; everything
-    started is registered on ``stack`` to be stopped."""
+    started is registered on ``stack`` to be stopped. Returns the results and the security of
+    the sidecar-to-sidecar hop (``mutual_tls`` or ``none``)."""
     from meshlab import Mesh
 
     gen = stack.enter_context(Generator())
@@ -603,7 +605,7 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
     if check.status_code != 200:
         raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
 
-    args.mesh_hop_security = _hop_security(mesh)
+    security = _hop_security(mesh)
     me = os.getpid()
     results = []
     for mode, value in (("closed", args.concurrency), ("open", args.rate)):
@@ -613,7 +615,7 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack, nginx_binary: str 
             results.append(r)
             print(f"  {path.name:<8} {mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
                   f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms", flush=True)
-    return results
+    return results, security
 
 
 def _proxy_conns(mesh: Any) -> int:
@@ -818,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with ExitStack() as stack:
                 print("measuring paths ...", flush=True)
-                results = measure_paths(args, stack, nginx_binary)
+                results, security = measure_paths(args, stack, nginx_binary)
                 pressure = cpu_pressure()
             print("measuring scale ...", flush=True)
             scale = [measure_scale(args.workloads, "services"), measure_scale(args.workloads, "replicas")]
@@ -829,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": cmd, "machine": machine,
         "settings": {"duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
                      "rate": args.rate, "workloads": args.workloads,
-                     "mesh_hop_security": getattr(args, "mesh_hop_security", "unknown"),
+                     "mesh_hop_security": security,
                      "cpu_pressure_runs": pressure},
         "results": results, "scale": scale, "summary": summarize(results, scale),
     }

@@ -32,7 +32,8 @@ import pandas as pd
 
 __all__ = ["Sample", "LoadProgress", "LoadResult", "generate", "plan"]
 
-Sample = tuple[float, float, int, str, str]  # (t_s, latency_ms, status, flags, upstream)
+#: (t_s, latency_ms, status, flags, upstream[, attempts])
+Sample = tuple[float, float, int, str, str] | tuple[float, float, int, str, str, int]
 SendOne = Callable[[int], Awaitable[tuple[int, str, str]]]
 
 
@@ -62,14 +63,18 @@ def plan(rate: float | None, concurrency: int | None, requests: int | None, dura
 
 
 async def _timed(send: SendOne, i: int, t0: float, scheduled: float, out: list[Sample]) -> None:
+    attempts = 1
     try:
-        status, flags, upstream = await send(i)
+        result = await send(i)
+        status, flags, upstream = result[:3]
+        if len(result) > 3:
+            attempts = result[3]  # type: ignore[misc]
     except asyncio.CancelledError:
         raise
     except Exception:  # the generator's own connection failed: count it, keep going
         status, flags, upstream = 0, "", ""
     end = time.perf_counter()
-    out.append((scheduled - t0, (end - scheduled) * 1000.0, status, flags, upstream))
+    out.append((scheduled - t0, (end - scheduled) * 1000.0, status, flags, upstream, attempts))
 
 
 async def generate(send: SendOne, *, rate: float | None = None, concurrency: int | None = None,
@@ -129,7 +134,8 @@ def _tick(progress: LoadProgress) -> None:
 @dataclass
 class LoadResult:
     """What a load run saw. ``df`` has one row per request: t (s since start), service, path,
-    status, latency_ms, response_flags, upstream (pod) and version."""
+    status, latency_ms, response_flags, upstream (pod), version and attempts (tries made by the
+    client sidecar, retries included)."""
 
     df: pd.DataFrame
     elapsed_s: float
@@ -177,12 +183,19 @@ class LoadResult:
 
 def samples_frame(samples: list[Sample], service: str, path: str,
                   version_of: Callable[[str], str] | None = None) -> pd.DataFrame:
-    """Samples as a DataFrame sorted by start time."""
-    df = pd.DataFrame(samples, columns=["t", "latency_ms", "status", "response_flags", "upstream"])
+    """Samples as a DataFrame sorted by start time (``attempts``, the tries the client sidecar
+    made, comes last when the samples carry it)."""
+    cols = ["t", "latency_ms", "status", "response_flags", "upstream"]
+    with_attempts = bool(samples) and len(samples[0]) > 5
+    df = pd.DataFrame(samples, columns=[*cols, "attempts"] if with_attempts else cols)
+    if with_attempts:
+        df = df[[*cols, "attempts"]]
     df.insert(1, "service", service)
     df.insert(2, "path", path)
     df["response_flags"] = df["response_flags"].replace("", "-")
     if version_of is not None:
         df["version"] = [version_of(u) for u in df["upstream"]]
+    if with_attempts:
+        df["attempts"] = df.pop("attempts")
     df = df.sort_values("t", kind="stable").reset_index(drop=True)
     return df

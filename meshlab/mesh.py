@@ -333,22 +333,29 @@ class Mesh:
                               schedule=lambda delay, fn: self._later(delay, fn))
 
     def certificates(self) -> pd.DataFrame:
-        """Every workload certificate the mesh CA issued: identity, pod, serial, validity."""
-        rows = [{"pod": c.pod, "identity": c.identity, "serial": f"{c.serial:x}"[:16],
-                 "not_before": c.not_before, "not_after": c.not_after,
-                 "ttl_s": (c.not_after - c.not_before).total_seconds()} for c in list(self.ca.issued)]
-        return pd.DataFrame(rows, columns=["pod", "identity", "serial", "not_before", "not_after", "ttl_s"])
+        """Every workload certificate the mesh CA issued: pod, identity, serial, when it was issued,
+        its validity (``not_before`` is back-dated 1 s for clock skew, as CAs do) and the lifetime
+        asked for (``ttl_s``)."""
+        rows = [{"pod": c.pod, "identity": c.identity, "serial": f"{c.serial:x}"[:16], "issued_at": c.issued_at,
+                 "not_before": c.not_before, "not_after": c.not_after, "ttl_s": c.ttl_s}
+                for c in list(self.ca.issued)]
+        return pd.DataFrame(rows, columns=["pod", "identity", "serial", "issued_at", "not_before", "not_after",
+                                           "ttl_s"])
+
+    def rotate_certificate(self, name: str, replica: int = 0) -> Any:
+        """Have a proxy's agent get a new certificate now (``name``: service, pod, ``curl`` or
+        ``istio-ingressgateway``); returns the new ``WorkloadCert``."""
+        sc = self._proxy_named(name, replica)
+
+        async def rotate() -> Any:
+            return sc.agent.rotate()  # type: ignore[union-attr]
+
+        return self._run(rotate())
 
     def certificate(self, name: str, replica: int = 0) -> Any:
         """The current workload certificate of a proxy (a ``WorkloadCert``; issued now if the
         proxy has none yet). ``name``: service, pod, ``curl`` or ``istio-ingressgateway``."""
-        if name == "curl":
-            sc = self._client()
-        elif name == "istio-ingressgateway" and self.ingress is not None:
-            sc = self.ingress
-        else:
-            sc = self.sidecar(name, replica)
-        assert sc.agent is not None
+        sc = self._proxy_named(name, replica)
 
         async def get() -> Any:
             return sc.agent.certificate()  # type: ignore[union-attr]
@@ -378,6 +385,16 @@ class Mesh:
                 compiler.jwks.register(issuer)
                 self.pilot.invalidate()
         return issuer
+
+    def _proxy_named(self, name: str, replica: int = 0) -> Sidecar:
+        """A proxy by name: ``curl``, ``istio-ingressgateway``, a pod or a service (its replica)."""
+        if name == "curl":
+            return self._client()
+        if name in ("istio-ingressgateway", "ingress"):
+            if self.ingress is None:
+                raise MeshError("the mesh is not started: call mesh.start() first")
+            return self.ingress
+        return self.sidecar(name, replica)
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -472,15 +489,19 @@ class Mesh:
         return self.client_sidecar
 
     async def _call(self, service: str, path: str, method: str, headers: dict[str, str] | None,
-                    json: Any, content: bytes | str | None, sidecar: bool = True) -> httpx.Response:
-        sc = self._client()
+                    json: Any, content: bytes | str | None, sidecar: bool = True,
+                    source: str | None = None) -> httpx.Response:
+        sc = self._client() if source is None else self._proxy_named(source)
         url = f"http://{service}{path if path.startswith('/') else '/' + path}"
         req = build_request(method, url, headers, json, content)
         if sidecar:
-            resp = await self._pools.send(sc.outbound.host, sc.outbound.port, req)
+            pools = self._pools if source is None else sc.app_pools
+            resp = await pools.send(sc.outbound.host, sc.outbound.port, req)
             return to_httpx(req.method, url, resp.status, resp.headers, resp.body)
         # A client without a sidecar: plaintext, straight to one replica's inbound listener.
-        reps = [r for r in self.registry.service(service.split(".")[0], self.namespace).replicas if r.ready]
+        parts = service.split(":")[0].split(".")
+        ns = parts[1] if len(parts) > 1 else self.namespace
+        reps = [r for r in self.registry.service(parts[0], ns).replicas if r.ready]
         if not reps or reps[0].sidecar is None:
             raise MeshError(f"call: no ready replica of {service}")
         inbound = reps[0].sidecar.inbound
@@ -494,11 +515,13 @@ class Mesh:
 
     def call(self, service: str, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None,
              json: Any = None, content: bytes | str | None = None, timeout: float | None = 60.0,
-             sidecar: bool = True) -> httpx.Response:
-        """One request from the client workload (through its sidecar) to ``service``. With
-        ``sidecar=False`` the request comes from a workload *without* a sidecar: plaintext,
-        straight to a replica (what a STRICT PeerAuthentication refuses)."""
-        return self._run(self._call(service, path, method, headers, json, content, sidecar), timeout)
+             sidecar: bool = True, source: str | None = None) -> httpx.Response:
+        """One request to ``service`` (``name`` or ``name.namespace``), from the client workload
+        through its sidecar, or from ``source`` (a pod such as ``reviews-v2-0``, through that pod's
+        sidecar, like ``kubectl exec <pod> -- curl``). With ``sidecar=False`` the request comes
+        from a workload *without* a sidecar: plaintext, straight to a replica (what a STRICT
+        PeerAuthentication refuses)."""
+        return self._run(self._call(service, path, method, headers, json, content, sidecar, source), timeout)
 
     async def acall(self, service: str, path: str = "/", method: str = "GET",
                     headers: dict[str, str] | None = None, json: Any = None,
@@ -516,12 +539,13 @@ class Mesh:
         template = build_request(method, url, headers, None, body)
         pools = self._pools
 
-        async def send(i: int) -> tuple[int, str, str]:
+        async def send(i: int) -> tuple[int, str, str, int]:
             req = build_request(method, url, None, None, template.body)
             req.headers = template.headers.copy()
             resp = await pools.send(host, port, req)
             h = resp.headers
-            return resp.status, h.get("x-meshlab-response-flags") or "", h.get("x-meshlab-upstream") or ""
+            return (resp.status, h.get("x-meshlab-response-flags") or "", h.get("x-meshlab-upstream") or "",
+                    int(h.get("x-meshlab-attempts") or 1))
 
         samples, elapsed = await generate(send, rate=rate, concurrency=concurrency, requests=requests,
                                           duration=duration, progress=progress)
@@ -686,6 +710,22 @@ class Mesh:
 
         return self._run(text())
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is in flight anywhere in the mesh (apps, sidecars, mirrors);
+        True if it got idle within ``timeout`` seconds."""
+
+        async def idle() -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                busy = any(r.in_flight or r.queued for r in self._pods.values()) or any(
+                    sc.active_inbound or sc._tasks for sc in self.all_sidecars())
+                if not busy:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
+        return self._run(idle())
+
     def set_work(self, pod: str, work: Work) -> None:
         """Change one replica's work model now (make one pod slow, or failing)."""
         replica = self._pods.get(pod)
@@ -756,15 +796,7 @@ class Mesh:
         """One proxy's view of the configuration, like ``istioctl proxy-config``: ``routes``,
         ``clusters`` or ``endpoints``. ``workload`` is a pod (``reviews-v1-0``), a service (its
         first replica), ``curl`` (the client workload) or ``istio-ingressgateway``."""
-        if workload == "curl":
-            sc = self._client()
-        elif workload in ("istio-ingressgateway", "ingress"):
-            if self.ingress is None:
-                raise MeshError("the mesh is not started: call mesh.start() first")
-            sc = self.ingress
-        else:
-            sc = self.sidecar(workload)
-        return self._run(_proxy_view(sc, what))
+        return self._run(_proxy_view(self._proxy_named(workload), what))
 
     def serve_admin(self, port: int = 0, write_context: bool = True) -> str:
         """Serve the control plane's admin API on 127.0.0.1 (``port`` 0: any free port) so the

@@ -457,7 +457,7 @@ def test_work_latency(mesh: Mesh) -> None:
 
 # -- load generation ------------------------------------------------------------------------------------
 
-COLUMNS = ["t", "service", "path", "latency_ms", "status", "response_flags", "upstream", "version"]
+COLUMNS = ["t", "service", "path", "latency_ms", "status", "response_flags", "upstream", "version", "attempts"]
 
 
 def test_load_open_loop(mesh: Mesh) -> None:

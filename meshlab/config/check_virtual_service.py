@@ -68,7 +68,7 @@ def check_virtual_service(spec: VirtualService, c: Checker) -> None:
     if not (spec.http or spec.tcp or spec.tls):
         c.error("http, tcp or tls must be provided in virtual service")
     for index, route in enumerate(spec.http or []):
-        check_http_route(route, c.at("http", index))
+        check_http_route(route, c.at("http", index), gateway_only=not mesh_bound)
     for index, tcp in enumerate(spec.tcp or []):
         check_tcp_route(tcp, c.at("tcp", index))
     for index, tls in enumerate(spec.tls or []):
@@ -85,11 +85,11 @@ def _gateway_name_error(name: str) -> str | None:
     return None if gateway and host_error(gateway) is None else f"invalid gateway name {name!r}"
 
 
-def check_http_route(route: HTTPRoute, c: Checker) -> None:
+def check_http_route(route: HTTPRoute, c: Checker, gateway_only: bool = False) -> None:
     """One ``http`` rule: what it does, its matches, destinations, and each policy."""
     _check_route_conflicts(route, c)
     for index, match in enumerate(route.match or []):
-        check_match(match, c.at("match", index))
+        check_match(match, c.at("match", index), gateway_only)
     check_route_weights(route.route, c, "route")
     for index, dest in enumerate(route.route or []):
         check_destination(dest.destination, c.at("route", index, "destination"))
@@ -182,12 +182,15 @@ def check_string_match(match: StringMatch | None, c: Checker, where: str, empty_
         c.error(regex_error(match.regex, f'"{where}"'), "regex")
 
 
-def check_match(match: HTTPMatchRequest, c: Checker) -> None:
-    """One match block: header names lowercase and valid, string matches, port, labels, namespace."""
+def check_match(match: HTTPMatchRequest, c: Checker, gateway_only: bool = False) -> None:
+    """One match block: header names lowercase and valid, string matches, port, labels, namespace.
+    ``@request.auth.claims.<name>`` keys (JWT claim routing) are valid only when the
+    VirtualService is bound to gateways, not to the mesh (Istio's rule)."""
     for field in ("headers", "withoutHeaders"):
         for name, value in (getattr(match, field) or {}).items():
             if name.startswith("@request.auth.claims"):
-                c.error("JWT claim based routing is only supported for gateway", field, name)
+                if not gateway_only:
+                    c.error("JWT claim based routing is only supported for gateway", field, name)
             else:
                 c.error(header_name_error(name), field, name)
                 if name != name.lower():

@@ -58,6 +58,8 @@ class IssuedCert:
     not_before: dt.datetime
     not_after: dt.datetime
     pod: str
+    issued_at: dt.datetime | None = None
+    ttl_s: float | None = None
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -160,7 +162,8 @@ class CertificateAuthority:
                                critical=False)
                 .sign(self.key, hashes.SHA256()))
         with self._lock:
-            self.issued.append(IssuedCert(serial, identity, cert.not_valid_before_utc, cert.not_valid_after_utc, pod))
+            self.issued.append(IssuedCert(serial, identity, cert.not_valid_before_utc, cert.not_valid_after_utc, pod,
+                                          now, life.total_seconds()))
         return cert.public_bytes(serialization.Encoding.PEM) + self.trust_bundle.encode()
 
     def _reject(self, identity: str, why: str) -> None:

@@ -150,11 +150,13 @@ class NetworkingCompiler:
     def destination_rules(self, clusters: dict[str, ClusterConfig]) -> None:
         """Apply each rule's policy to its host's cluster and add one cluster per subset."""
         by_service = {c.service: c for c in clusters.values() if c.subset == ""}
-        for dr in self.store.list("DestinationRule"):
+        done: set[str] = set()
+        for dr in sorted(self.store.list("DestinationRule"), key=lambda r: self.created.get(r.key, 0)):
             host = config_fqdn(dr.spec.host, dr.namespace)
             base = by_service.get(host)
-            if base is None:
-                continue  # a rule for a host with no service: reported by analyze()
+            if base is None or host in done:
+                continue  # no service (reported by analyze()), or an older rule owns the host
+            done.add(host)
             source = f"destinationrule/{dr.namespace}/{dr.name}"
             policy = dr.spec.trafficPolicy
             name, src = lb_policy(policy)

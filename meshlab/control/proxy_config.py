@@ -37,6 +37,20 @@ def describe_match(m: Any) -> str:
     return "; ".join(parts) or "*"
 
 
+def _route_policies(route: Any) -> tuple[str, str]:
+    """The route's timeout and retry policy as the proxy holds them (``0s``: no timeout)."""
+    from ..proxy.filters.router import route_policies
+
+    timeout, policy = route_policies(route)
+    t = "0s" if timeout is None else f"{timeout:g}s"
+    if not policy.attempts:
+        return t, "none"
+    on = ",".join(sorted(policy.conditions))
+    codes = ",".join(str(c) for c in sorted(policy.status_codes))
+    per_try = f", perTryTimeout {policy.per_try_timeout:g}s" if policy.per_try_timeout else ""
+    return t, f"{policy.attempts} on {on} (codes {codes or '-'}){per_try}"
+
+
 def _sm(sm: Any) -> str:
     for kind in ("exact", "prefix", "regex"):
         v = getattr(sm, kind)
@@ -60,9 +74,10 @@ async def proxy_view(sc: Sidecar, what: str) -> pd.DataFrame:
                 http = route.action.get("http")
                 if http is not None and http.redirect is not None:
                     dests = f"redirect to {http.redirect.authority or ''}{http.redirect.uri or ''}"
+                timeout, retries = _route_policies(route)
                 rows.append({"host": host, "route": route.name, "match": match, "destinations": dests,
-                             "from": route.action.get("source", "default")})
-        return pd.DataFrame(rows, columns=["host", "route", "match", "destinations", "from"])
+                             "timeout": timeout, "retries": retries, "from": route.action.get("source", "default")})
+        return pd.DataFrame(rows, columns=["host", "route", "match", "destinations", "timeout", "retries", "from"])
     if what == "clusters":
         rows = [{"service": c.service, "port": c.port, "subset": c.subset or "-", "direction": "outbound",
                  "lb": c.lb_policy + (f" on {c.hash_on[0]}" if c.hash_on else ""),

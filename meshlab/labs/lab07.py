@@ -162,8 +162,8 @@ def _routing_problem(status: int, flags: str, path: str) -> None:
     if "FI" in flags or "DI" in flags:
         raise Incorrect(
             f"`{path}` was answered by fault injection (flag {flags}): this exercise is about what "
-            "the sidecar does with a real service, so leave `fault` out. (Istio also turns off "
-            "`timeout` and `retries` on a route that has a `fault`.)"
+            "the sidecar does with a real service, so leave `fault` out. (An injected fault is "
+            "never cut by a timeout nor retried: the fault filter runs before the router.)"
         )
 
 

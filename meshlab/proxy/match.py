@@ -48,6 +48,22 @@ def compile_string_match(sm: Any, ignore_case: bool = False) -> StrPred:
     return lambda v: v is not None  # empty match: presence
 
 
+CLAIM_PREFIX = "@request.auth.claims."
+
+
+def _claim_matches(stream: Any, path: list[str], pred: StrPred) -> bool:
+    """JWT claim routing (gateways only): the validated token's claim at ``path`` (nested names
+    separated by dots); a list claim matches if any of its items does."""
+    identity = stream.extra.get("jwt")
+    value: Any = getattr(identity, "claims", None)
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    items = value if isinstance(value, list) else [value]
+    return any(pred(str(v)) for v in items)
+
+
 def query_params(path: str) -> dict[str, str]:
     """The query parameters of a path (first value wins)."""
     if "?" not in path:
@@ -76,6 +92,10 @@ def compile_match(m: Any) -> Callable[[Request, Any], bool]:
         checks.append(lambda req, s: scheme("http"))
     for name, sm in (m.headers or {}).items():
         pred = compile_string_match(sm)
+        if name.startswith(CLAIM_PREFIX):
+            path = name[len(CLAIM_PREFIX):].split(".")
+            checks.append(lambda req, s, path=path, pred=pred: _claim_matches(s, path, pred))
+            continue
         checks.append(lambda req, s, name=name.lower(), pred=pred: pred(req.headers.get(name)))
     for name, sm in (m.withoutHeaders or {}).items():
         pred = compile_string_match(sm)

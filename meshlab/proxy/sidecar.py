@@ -181,7 +181,7 @@ class Sidecar:
             stream.extra["downstream_peer"] = UNKNOWN_PEER
         # Route selection happens before the filters run (Envoy's connection manager), so that
         # filters such as fault injection can read the route's configuration.
-        no_route = resolve_route(stream, self.route_table(stream))
+        no_route = None if self.edge else resolve_route(stream, self.route_table(stream))  # edge: after authn
         return await self._run(stream, self.outbound_filters if no_route is None else [], "source", no_route)
 
     async def _handle_inbound(self, req: Request, conn: ServerConnection) -> Response:

@@ -735,7 +735,7 @@ def matrix(mesh: Mesh, sources: Sequence[str | None] | None = None, destinations
     (``headers``, ``token``)."""
     import pandas as pd
 
-    services = mesh.services
+    services = sorted(n for (ns, n) in mesh.registry.services if ns == mesh.namespace)
     srcs = list(sources) if sources is not None else ["curl", *services]
     dsts = list(destinations) if destinations is not None else services
     rows = {}

@@ -180,12 +180,16 @@ _LISTENER_STAT = {"inbound": "listener.0.0.0.0_15006", "outbound": "listener.0.0
 def connection_stats(sidecar: Sidecar) -> dict[str, int]:
     """Envoy's connection counters of one proxy, read from its listeners and connection pools
     (call it on the mesh loop): ``listener.0.0.0.0_15006.downstream_cx_active`` (inbound
-    connections open now; 15001 for outbound), and per cluster ``upstream_cx_total`` (connections
-    ever opened to its hosts) and ``upstream_cx_active`` (open now)."""
+    connections open now; 15001 for outbound), ``downstream_cx_total`` when the listener counts
+    the connections it accepted (an ``accepted`` attribute), and per cluster ``upstream_cx_total``
+    (connections ever opened to its hosts) and ``upstream_cx_active`` (open now)."""
     out: dict[str, int] = {}
     for side in ("inbound", "outbound"):
         listener = getattr(sidecar, side)
         out[f"{_LISTENER_STAT[side]}.downstream_cx_active"] = len(listener.connections)
+        accepted = getattr(listener, "accepted", None)  # connections accepted, if the listener counts them
+        if accepted is not None:
+            out[f"{_LISTENER_STAT[side]}.downstream_cx_total"] = accepted
     by_address: dict[str, list[Any]] = {}
     for pool in list(sidecar.pools.pools.values()):
         by_address.setdefault(f"{pool.host}:{pool.port}", []).append(pool)

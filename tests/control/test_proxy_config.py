@@ -62,7 +62,7 @@ def rows(df: pd.DataFrame, **where: object) -> pd.DataFrame:
 
 def test_default_tables_before_any_istio_config(reviews: Mesh) -> None:
     routes = reviews.proxy_config("curl", "routes")
-    assert list(routes.columns) == ["host", "route", "match", "destinations", "from"]
+    assert list(routes.columns) == ["host", "route", "match", "destinations", "timeout", "retries", "from"]
     r = rows(routes, host=REVIEWS)
     assert r[["route", "match", "destinations", "from"]].values.tolist() == [
         ["default", "*", f"outbound|80||{REVIEWS} (100%)", "default"]]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ...security.jwt import authenticate, providers_for
 from ..http1 import local_reply
+from .router import resolve_route
 
 if TYPE_CHECKING:
     from ..http1 import Response
@@ -37,14 +38,28 @@ class AuthnFilter:
     name = "envoy.filters.http.jwt_authn"
 
     async def __call__(self, stream: Stream, next: Next) -> Response:
+        response = await self._authenticate(stream)
+        if response is not None:
+            return response
+        if stream.sidecar.edge:
+            # A gateway picks its route only now, after authentication (Istio clears the route
+            # cache there): routes may match JWT claims (@request.auth.claims.*) or headers
+            # that outputClaimToHeaders just set, and a forged header was removed.
+            no_route = resolve_route(stream, stream.sidecar.route_table(stream))
+            if no_route is not None:
+                return no_route
+        return await next(stream)
+
+    async def _authenticate(self, stream: Stream) -> Response | None:
+        """Validate the request's JWT; a reply when it must be refused, None to go on."""
         sidecar = stream.sidecar
         providers = providers_for(sidecar, stream.snapshot)
         if not providers:
-            return await next(stream)
+            return None
         req = stream.request
         if req.method == "OPTIONS" and "origin" in req.headers and "access-control-request-method" in req.headers:
             sidecar.stats["jwt_authn.cors_preflight_bypassed"] += 1  # Istio sets bypass_cors_preflight
-            return await next(stream)
+            return None
         result = authenticate(providers, req.headers, stream.path, sidecar.clock())
         if not result.ok:
             sidecar.stats["jwt_authn.denied"] += 1
@@ -56,4 +71,4 @@ class AuthnFilter:
         result.apply(req.headers)
         if result.identity is not None:
             stream.extra["jwt"] = result.identity
-        return await next(stream)
+        return None

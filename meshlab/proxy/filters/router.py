@@ -29,11 +29,11 @@ from . import actions
 
 if TYPE_CHECKING:
     from ..cluster import Cluster, EndpointConfig
-    from ..route import VirtualHost
+    from ..route import Route, VirtualHost
     from ..stream import Stream
     from . import Next
 
-__all__ = ["Router", "InboundRouter", "PEER_HEADER", "pick_weighted", "resolve_route"]
+__all__ = ["Router", "InboundRouter", "PEER_HEADER", "pick_weighted", "resolve_route", "route_policies"]
 
 #: Carries the caller's identity from the client sidecar to the server sidecar (Istio's
 #: metadata exchange uses x-envoy-peer-metadata[-id] for the same purpose on plaintext HTTP).
@@ -178,23 +178,9 @@ class Router:
 
     @staticmethod
     def policies(stream: Stream) -> tuple[float | None, RetryPolicy]:
-        """(route timeout, retry policy) of the stream's route, compiled once per route."""
-        route = stream.route
-        if route is None:
-            return None, NO_RETRIES
-        cached = route.action.get("_policies")
-        if cached is None:
-            http = route.action.get("http")
-            if http is None:
-                cached = (None, RetryPolicy())
-            else:
-                # A route's fault does not remove its timeout and retries (Istio sets both on the
-                # route regardless); the fault filter runs first, so an injected abort is never
-                # retried and an injected delay never counts against the timeout.
-                timeout = parse_duration(http.timeout) if http.timeout else None
-                cached = (timeout, RetryPolicy.from_istio(http.retries, timeout))
-            route.action["_policies"] = cached
-        return cached
+        """(route timeout, retry policy) of the stream's route."""
+        return route_policies(stream.route)
+
 
     async def tries(self, stream: Stream, cluster: Cluster, policy: RetryPolicy) -> Response:
         """The first try and the retries the policy allows (preferring hosts not yet tried)."""
@@ -293,6 +279,25 @@ class Router:
 
 
 NO_RETRIES = RetryPolicy(attempts=0)
+
+
+def route_policies(route: Route | None) -> tuple[float | None, RetryPolicy]:
+    """(timeout, retry policy) of a route, compiled once per route."""
+    if route is None:
+        return None, NO_RETRIES
+    cached = route.action.get("_policies")
+    if cached is None:
+        http = route.action.get("http")
+        if http is None:
+            cached = (None, RetryPolicy())
+        else:
+            # A route's fault does not remove its timeout and retries (Istio sets both on the
+            # route regardless); the fault filter runs first, so an injected abort is never
+            # retried and an injected delay never counts against the timeout.
+            timeout = parse_duration(http.timeout) if http.timeout else None
+            cached = (timeout, RetryPolicy.from_istio(http.retries, timeout))
+        route.action["_policies"] = cached
+    return cached
 
 
 def use_mtls(stream: Stream, cluster: Cluster, ep: EndpointConfig) -> bool:

@@ -1,0 +1,274 @@
+"""Lab 12 (least privilege): each question accepts the solution, rejects wrong answers with a
+message that helps without giving the answer away, and reports a blank as not attempted.
+
+The checks run a real mesh (Bookinfo, seeded) and send real requests from inside pods, so these
+tests use loopback sockets. The solution YAML (in the solution notebook and in the questions)
+is also checked against Istio's CRD schemas with ``../shared/tools/istio-schema-check`` when the
+shared folder is there.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+from meshlab.labs import ____
+from meshlab.labs.lab12 import (
+    BOOKINFO_GATEWAY,
+    DENY_BY_DEFAULT_SOLUTION,
+    JWT_SOLUTION,
+    RATINGS_SOLUTION,
+    preview,
+    q1,
+    q2,
+    q3,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "12-least-privilege.ipynb"
+LEARNER_NB = REPO_ROOT / "labs" / "12-least-privilege.ipynb"
+SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
+
+REVIEWS = "cluster.local/ns/default/sa/bookinfo-reviews"
+
+
+def outcome(question: Any, **answers: Any) -> tuple[str, str]:
+    """Check ``answers`` silently; (outcome, message)."""
+    question._evaluate(answers, None)
+    result = question.last_result
+    assert result is not None
+    return result.outcome, result.message
+
+
+def swap(text: str, old: str, new: str, count: int = 1) -> str:
+    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
+    assert old in text, old
+    return text.replace(old, new, count)
+
+
+def documents(text: str) -> list[str]:
+    return [d.strip("\n") + "\n" for d in text.split("---\n")]
+
+
+def without_document(text: str, name: str) -> str:
+    """A multi-document YAML text without the document whose metadata names ``name``."""
+    docs = documents(text)
+    kept = [d for d in docs if f"name: {name}\n" not in d]
+    assert len(kept) == len(docs) - 1, name
+    return "---\n".join(kept)
+
+
+# -- q1: ratings only from reviews, only GET ---------------------------------------------------------
+
+DENY_OTHERS = f"""\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ratings-deny
+spec:
+  selector:
+    matchLabels:
+      app: ratings
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: ["{REVIEWS}"]
+"""
+
+Q1_WRONG = [
+    pytest.param(swap(RATINGS_SOLUTION, "sa/bookinfo-reviews", "sa/reviews"), "No ALLOW rule matched it",
+                 id="service-name-not-service-account"),
+    pytest.param(swap(RATINGS_SOLUTION, '    to:\n    - operation:\n        methods: ["GET"]\n', ""),
+                 "ratings let reviews in with POST, DELETE", id="any-method"),
+    pytest.param(swap(RATINGS_SOLUTION, "app: ratings", "app: rating"), "every request to ratings got through",
+                 id="selector-typo"),
+    pytest.param(swap(RATINGS_SOLUTION, "  selector:\n    matchLabels:\n      app: ratings\n", ""),
+                 "also refuse calls to other services", id="no-selector"),
+    pytest.param(swap(RATINGS_SOLUTION, f'principals: ["{REVIEWS}"]', 'namespaces: ["default"]'),
+                 "these requests to ratings got through: curl GET", id="namespace-instead-of-principal"),
+    pytest.param(RATINGS_SOLUTION + "---\n" + DENY_OTHERS, "policy[ratings-deny]-rule[0]]`: a DENY rule matched it", id="deny-reviews-too"),
+    pytest.param(swap(RATINGS_SOLUTION, "kind: AuthorizationPolicy", "kind: PeerAuthentication"),
+                 "Istio would refuse", id="wrong-kind"),
+    pytest.param(RATINGS_SOLUTION + "---\n" + BOOKINFO_GATEWAY.split("---\n")[0], "also has Gateway",
+                 id="extra-kind"),
+    pytest.param({"kind": "AuthorizationPolicy"}, "should be a string", id="not-a-string"),
+]
+
+
+def test_q1_accepts_the_solution() -> None:
+    result, message = outcome(q1, ratings_policy=RATINGS_SOLUTION)
+    assert result == "correct", message
+
+
+@pytest.mark.parametrize(("answer", "expected"), Q1_WRONG)
+def test_q1_rejects_wrong_answers_with_a_pointer(answer: Any, expected: str) -> None:
+    result, message = outcome(q1, ratings_policy=answer)
+    assert result == "incorrect", message
+    assert expected in message
+    assert "bookinfo-reviews" not in message and "methods:" not in message  # no answer given away
+
+
+def test_q1_blank_and_missing_are_not_attempted() -> None:
+    assert outcome(q1, ratings_policy=swap(RATINGS_SOLUTION, 'methods: ["GET"]', "methods: ____"))[0] == "not_attempted"
+    assert outcome(q1, ratings_policy=____)[0] == "not_attempted"
+    assert outcome(q1)[0] == "not_attempted"  # no variable `ratings_policy` anywhere
+
+
+# -- q2: deny by default ----------------------------------------------------------------------------
+
+Q2_WRONG = [
+    pytest.param(without_document(DENY_BY_DEFAULT_SOLUTION, "allow-nothing"), "deny by default means",
+                 id="no-default-deny"),
+    pytest.param(documents(DENY_BY_DEFAULT_SOLUTION)[0], "the product page itself answered 403 for a user (curl). Refused: productpage -> details", id="allow-nothing-only"),
+    pytest.param(without_document(DENY_BY_DEFAULT_SOLUTION, "reviews-viewer"),
+                 "says its reviews are unavailable. Refused: productpage -> reviews.", id="no-reviews-viewer"),
+    pytest.param(without_document(DENY_BY_DEFAULT_SOLUTION, "ratings-viewer"), "show no stars", id="no-ratings-viewer"),
+    pytest.param(swap(DENY_BY_DEFAULT_SOLUTION, '        principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]\n'
+                      '    to:\n    - operation:\n        methods: ["GET"]\n---\napiVersion: security.istio.io/v1\n'
+                      'kind: AuthorizationPolicy\nmetadata:\n  name: reviews-viewer',
+                      '        namespaces: ["default"]\n    to:\n    - operation:\n        methods: ["GET"]\n---\n'
+                      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: reviews-viewer'),
+                 "these calls got through, but Bookinfo never makes them: curl -> details", id="details-by-namespace"),
+    pytest.param(DENY_BY_DEFAULT_SOLUTION.replace('    to:\n    - operation:\n        methods: ["GET"]\n', ""),
+                 "requests other than GET got through", id="any-method"),
+    pytest.param(swap(DENY_BY_DEFAULT_SOLUTION, "name: allow-nothing\n  namespace: default",
+                      "name: allow-nothing\n  namespace: istio-system"),
+                 "through the ingress gateway", id="allow-nothing-in-root-namespace"),
+]
+
+
+def test_q2_accepts_the_solution() -> None:
+    result, message = outcome(q2, deny_by_default=DENY_BY_DEFAULT_SOLUTION)
+    assert result == "correct", message
+
+
+@pytest.mark.parametrize(("answer", "expected"), Q2_WRONG)
+def test_q2_rejects_wrong_answers_with_a_pointer(answer: str, expected: str) -> None:
+    result, message = outcome(q2, deny_by_default=answer)
+    assert result == "incorrect", message
+    assert expected in message
+    assert "spec: {}" not in message and "bookinfo-productpage" not in message
+
+
+def test_q2_accepts_an_equivalent_answer() -> None:
+    # productpage opened to the users only (curl and the ingress gateway), not to every caller
+    users_only = swap(DENY_BY_DEFAULT_SOLUTION, "  rules:\n  - to:\n",
+                      '  rules:\n  - from:\n    - source:\n        principals: ["cluster.local/ns/default/sa/curl", '
+                      '"cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]\n    to:\n')
+    result, message = outcome(q2, deny_by_default=users_only)
+    assert result == "correct", message
+
+
+def test_q2_blank_is_not_attempted() -> None:
+    assert outcome(q2, deny_by_default=swap(DENY_BY_DEFAULT_SOLUTION, "spec: {}", "spec: ____"))[0] == "not_attempted"
+
+
+# -- q3: require a JWT ------------------------------------------------------------------------------
+
+Q3_WRONG = [
+    pytest.param(documents(JWT_SOLUTION)[0], "a RequestAuthentication only rejects tokens that are present",
+                 id="request-authentication-only"),
+    pytest.param(documents(JWT_SOLUTION)[1], "nothing validates tokens for productpage", id="authorization-only"),
+    pytest.param(swap(JWT_SOLUTION, "https://auth.meshlab.dev/.well-known/jwks.json",
+                      "https://auth.meshlab.dev/keys.json"), "Jwks doesn't have key to match kid", id="wrong-jwks-uri"),
+    pytest.param(swap(JWT_SOLUTION, 'issuer: "https://auth.meshlab.dev"', 'issuer: "auth.meshlab.dev"'),
+                 "Jwt issuer is not configured", id="wrong-issuer"),
+    pytest.param(swap(JWT_SOLUTION, 'requestPrincipals: ["https://auth.meshlab.dev/*"]', 'principals: ["*"]'),
+                 "`principals` are workload identities", id="principals-instead-of-request-principals"),
+    pytest.param(swap(JWT_SOLUTION, "spec:\n  selector:\n    matchLabels:\n      app: productpage\n  action: ALLOW",
+                      "spec:\n  action: ALLOW"), "productpage does not pass the token on", id="policy-for-namespace"),
+]
+
+
+def test_q3_accepts_the_solution() -> None:
+    result, message = outcome(q3, jwt_policy=JWT_SOLUTION)
+    assert result == "correct", message
+
+
+def test_q3_accepts_a_deny_without_request_principal() -> None:
+    deny = swap(swap(JWT_SOLUTION, "action: ALLOW", "action: DENY"), "requestPrincipals:", "notRequestPrincipals:")
+    result, message = outcome(q3, jwt_policy=deny)
+    assert result == "correct", message
+
+
+@pytest.mark.parametrize(("answer", "expected"), Q3_WRONG)
+def test_q3_rejects_wrong_answers_with_a_pointer(answer: str, expected: str) -> None:
+    result, message = outcome(q3, jwt_policy=answer)
+    assert result == "incorrect", message
+    assert expected in message
+    assert "requestPrincipals" not in message and ".well-known" not in message
+
+
+def test_q3_blank_is_not_attempted() -> None:
+    assert outcome(q3, jwt_policy=swap(JWT_SOLUTION, "requestPrincipals: [", "requestPrincipals: [____")
+                   )[0] == "not_attempted"
+
+
+# -- the playground ----------------------------------------------------------------------------------
+
+def test_preview_shows_who_can_call_whom(capsys: pytest.CaptureFixture[str]) -> None:
+    table = preview(RATINGS_SOLUTION)
+    assert table is not None
+    assert table["ratings"].to_dict() == {"curl": 403, "productpage": 403, "details": 403, "reviews": 200,
+                                          "ratings": 403, "(no sidecar)": 403}
+    assert (table.drop(columns="ratings") == 200).all().all()
+    assert preview(swap(RATINGS_SOLUTION, "app: ratings", "app: ____")) is None
+    assert "Replace every ____" in capsys.readouterr().out
+
+
+# -- the solution notebook and the YAML ----------------------------------------------------------------
+
+def solution_answers() -> dict[str, str]:
+    """Variable -> YAML assigned inside the solution notebook's BEGIN/END SOLUTION regions."""
+    nb = nbformat.read(SOLUTION_NB, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
+            continue
+        region = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
+        for node in ast.parse(region).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                found[node.targets[0].id] = node.value.value.lstrip("\n")  # type: ignore[attr-defined]
+    return found
+
+
+def test_solution_notebook_answers_are_the_questions_solutions() -> None:
+    assert solution_answers() == {"ratings_policy": RATINGS_SOLUTION, "deny_by_default": DENY_BY_DEFAULT_SOLUTION,
+                                  "jwt_policy": JWT_SOLUTION}
+    assert (q1._solution, q2._solution, q3._solution) == (RATINGS_SOLUTION, DENY_BY_DEFAULT_SOLUTION, JWT_SOLUTION)
+
+
+def test_learner_copy_has_blanks_and_no_answers() -> None:
+    text = LEARNER_NB.read_text(encoding="utf-8")
+    assert text.count("____") >= 3
+    for answer in ("sa/bookinfo-reviews", "spec: {}", "requestPrincipals", "jwksUri:", "methods:"):
+        assert answer not in text, answer
+
+
+def test_bookinfo_gateway_is_istios_sample() -> None:
+    sample = REPO_ROOT.parent / "shared" / "istio" / "bookinfo-networking" / "bookinfo-gateway.yaml"
+    if not sample.is_file():
+        pytest.skip("../shared/istio is not beside the repository")
+    assert [d for d in yaml.safe_load_all(BOOKINFO_GATEWAY) if d] == [d for d in yaml.safe_load_all(sample.read_text())
+                                                                        if d]
+
+
+@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
+    files = []
+    for name, text in {**solution_answers(), "gateway": BOOKINFO_GATEWAY}.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        files.append(str(path))
+    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 Istio documents checked, 0 invalid" in result.stdout
