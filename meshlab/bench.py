@@ -10,6 +10,7 @@ direct      generator -> app (the replica's uvicorn server, origin-form ``/echo`
 one-hop     generator -> server sidecar inbound -> app (origin-form, ``Host: echo``)
 mesh        generator -> client sidecar outbound -> server sidecar inbound -> app
             (proxy form ``GET http://echo/echo``: the path of every ``mesh.call``)
+mesh-plain  the mesh path with a plaintext sidecar-to-sidecar hop (see "mTLS cost" below)
 nginx       generator -> nginx (reverse proxy, keep-alive upstream) -> app; only where
             Debian's ``nginx`` is installed: a proxy written in C as a baseline
 ==========  ===========================================================================
@@ -44,6 +45,36 @@ path), the cost of a hop whatever the number of free cores; and the garbage coll
 this process (``GcWatch``): a full collection walks every object the process tracks and stops
 every server of the mesh meanwhile, which is what shows in a p99.
 
+mTLS cost (issue 6): the mesh path's sidecar-to-sidecar hop is mutual TLS by default (Istio's
+*auto mTLS*: the client sidecar originates mTLS to every endpoint that has a sidecar, and the
+server sidecar, PERMISSIVE, accepts it). ``mesh-plain`` is the same path in the same mesh, measured
+right after ``mesh`` in each mode, with ``PLAINTEXT_CONFIG`` applied for its runs only (applied
+after the ``mesh`` run, deleted before the next path): a PeerAuthentication for the namespace
+with ``mtls.mode: DISABLE`` and a DestinationRule for ``echo`` with ``tls.mode: DISABLE``. Either
+one turns the client sidecar's auto mTLS off; the PeerAuthentication also makes the server
+sidecar refuse TLS, so nothing can fall back to mTLS unnoticed. Every run reads the
+server sidecar's ``istio_requests_total`` (reporter destination, source ``curl``) before and after
+its measured requests: the ``connection_security_policy`` of those requests (``mutual_tls`` or
+``none``) is the measured security of the run, and the report prints it beside each two-sidecar
+path. Reported: closed-loop throughput mesh / mesh-plain (below 1: what mTLS costs) and the
+open-loop latency mTLS adds (mesh minus mesh-plain, per percentile).
+
+Tracing cost (issue 7): the share of new traces sampled is fixed when a ``Mesh`` is made
+(``trace_sampling``), so the tracing variants run in three more meshes, one after another, each
+alone in this process once the main mesh has stopped (garbage collected, started, echo deployed,
+the mesh path measured in both modes with the same generator, stopped, its tracer shut down so
+that its spans do not outlive it): ``mesh-trace-off`` (``None``: no spans, no trace headers),
+``mesh-trace-1pct`` (the default, Istio's 1 %) and ``mesh-trace-100pct`` (every request makes a
+client and a server span, kept in the in-memory collector, at most 100 000 spans, which the
+garbage collector walks too: part of the cost measured). Ratios are against ``mesh-trace-1pct``,
+the default measured the same way. The main mesh's ``mesh`` row, the same configuration measured
+earlier in another mesh, is compared with it too: how far apart two measurements of one
+configuration land in this run, the noise to read the tracing ratios against. Each run also
+counts the spans collected (per request: 2 at 100 %, about 0.02 at 1 %), a check that sampling
+was what the row says. A full garbage collection stops the mesh for tens of milliseconds, a large
+share of a short run: both variant tables show the closed-loop run's full collections beside its
+throughput, so that a ratio moved by one pause can be recognised as such.
+
 Scale: a fresh process starts an empty mesh, reads its resident memory (RSS), deploys
 ``--workloads`` workloads (500 services of one replica each: an app server plus a sidecar with
 its three listeners, four sockets per workload), times it, reads RSS again and calls one of
@@ -76,8 +107,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -96,6 +127,31 @@ TARGETS = {
     "scale_kb_per_workload": 200.0,  # resident memory added per workload, at most
 }
 ENVOY_SIDECAR_MB = (40, 60)  # what an Envoy sidecar takes, for comparison
+
+#: Applied to the mesh for the ``mesh-plain`` runs only: the sidecar-to-sidecar hop in plaintext.
+PLAINTEXT_CONFIG = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: bench-plaintext
+spec:
+  mtls:
+    mode: DISABLE
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: echo-plaintext
+spec:
+  host: echo
+  trafficPolicy:
+    tls:
+      mode: DISABLE
+"""
+
+#: The tracing variants of the mesh path: row name -> ``Mesh(trace_sampling=...)`` (percent, None: off).
+TRACE_VARIANTS = {"mesh-trace-off": None, "mesh-trace-1pct": 1.0, "mesh-trace-100pct": 100.0}
+TRACE_DEFAULT = "mesh-trace-1pct"
 
 
 def make_echo_app() -> Any:
@@ -149,6 +205,10 @@ class RunResult:
     proxy_conns: int = 0  # upstream connections the sidecars opened during the run
     gc_full: int = 0  # full (generation 2) garbage collections in the mesh process during the run
     gc_max_ms: float = 0.0  # the longest garbage-collection pause in the mesh process
+    #: connection_security_policy of the run's requests at the server sidecar (source curl):
+    #: "mutual_tls", "none" or both; None on paths that do not go through the client sidecar
+    hop_security: str | None = None
+    spans: int | None = None  # spans collected during the run (None: tracing off, or the collector full)
 
 
 class GcWatch:
@@ -509,17 +569,24 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration: float, warmup: float,
-             server_pids: list[int | None], proxy_conns: Callable[[], int] = lambda: 0) -> RunResult:
-    """Warm up, then measure one path in one mode; server CPU, garbage collections and the
-    connections the sidecars open (``proxy_conns()``, a counter) are read around the measured run."""
+             server_pids: list[int | None], mesh: Any = None) -> RunResult:
+    """Warm up, then measure one path in one mode; server CPU, garbage collections and, from
+    ``mesh``, the connections the sidecars open, the security of the sidecar-to-sidecar hop and
+    the spans collected are read around the measured run."""
     kw: dict[str, Any] = {"concurrency": int(value)} if mode == "closed" else {"rate": value}
     if warmup > 0:
         gen.run(path, duration=warmup, **kw)
-    cpu0, conns0 = sum(_cpu_seconds(p) for p in server_pids), proxy_conns()
+    before = _mesh_counters(mesh)
+    cpu0 = sum(_cpu_seconds(p) for p in server_pids)
     with GcWatch() as gcw:
         raw = gen.run(path, duration=duration, **kw)
     cpu = sum(_cpu_seconds(p) for p in server_pids) - cpu0
-    conns = proxy_conns() - conns0
+    after = _mesh_counters(mesh)
+    conns = after["conns"] - before["conns"]
+    hop = {k: v - before["hop"].get(k, 0.0) for k, v in after["hop"].items()}
+    security = ", ".join(sorted(k for k, v in hop.items() if v > 0)) or None
+    spans = (after["spans"] - before["spans"] if after["spans"] is not None and before["spans"] is not None
+             else None)
     gen.reset()
     lat, status, send, lag = raw["latency_ms"], raw["status"], raw["send_ms"], raw["lag_ms"]
     n, elapsed = len(lat), raw["elapsed"]
@@ -534,7 +601,24 @@ def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration:
         server_cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
         gen_cpu_pct=100.0 * raw["cpu_s"] / elapsed if elapsed > 0 else 0.0, lag_p50_ms=l50, lag_p99_ms=l99,
         gen_conns=raw["opened"], proxy_conns=conns, gc_full=gcw.full, gc_max_ms=gcw.max_ms,
+        hop_security=security, spans=spans,
     )
+
+
+def _mesh_counters(mesh: Any) -> dict[str, Any]:
+    """What ``_measure`` reads from ``mesh`` before and after a run: upstream connections opened by
+    the sidecars, requests per ``connection_security_policy`` that reached a server sidecar from
+    the client sidecar, spans collected (None: tracing off, or the collector is full and drops)."""
+    if mesh is None:
+        return {"conns": 0, "hop": {}, "spans": None}
+
+    async def spans() -> int | None:
+        if mesh.tracing is None:
+            return None
+        finished = mesh.tracing.exporter.finished
+        return None if finished.maxlen is not None and len(finished) >= finished.maxlen else len(finished)
+
+    return {"conns": _proxy_conns(mesh), "hop": _hop_counts(mesh), "spans": mesh.runtime.run(spans())}
 
 
 def _pct(values: np.ndarray | None, qs: tuple[float, ...]) -> list[float]:
@@ -576,16 +660,12 @@ def cpu_pressure() -> float | None:
 
 def measure_paths(args: argparse.Namespace, stack: ExitStack,
                   nginx_binary: str | None) -> tuple[list[RunResult], str]:
-    """Deploy the echo app, start nginx (if ``nginx_binary``) and measure every path; everything
-    started is registered on ``stack`` to be stopped. Returns the results and the security of
-    the sidecar-to-sidecar hop (``mutual_tls`` or ``none``)."""
-    from meshlab import Mesh
-
+    """Deploy the echo app, start nginx (if ``nginx_binary``) and measure every path, mesh-plain
+    included; then the tracing variants, each in its own mesh (see the module docstring).
+    Everything started is registered on ``stack`` to be stopped. Returns the results and the
+    security of the main mesh's sidecar-to-sidecar hop before the runs (``mutual_tls`` or ``none``)."""
     gen = stack.enter_context(Generator())
-    mesh = Mesh(seed=0)
-    stack.callback(mesh.stop)
-    mesh.start()
-    replica = mesh.deploy("echo", make_echo_app())[0]
+    mesh, replica = _echo_mesh(stack)
     assert replica.server is not None
     inbound = mesh.sidecar("echo").inbound
     assert mesh.client_sidecar is not None
@@ -594,6 +674,7 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack,
         BenchPath("direct", replica.server.host, replica.server.port, "/echo"),
         BenchPath("one-hop", inbound.host, inbound.port, "/echo"),
         BenchPath("mesh", outbound.host, outbound.port, "http://echo/echo"),
+        BenchPath("mesh-plain", outbound.host, outbound.port, "http://echo/echo"),
     ]
     nginx: Nginx | None = None
     if nginx_binary:
@@ -601,9 +682,6 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack,
         stack.callback(nginx.stop)
         nginx.start()
         paths.append(BenchPath("nginx", "127.0.0.1", nginx.port, "/echo"))
-    check = mesh.call("echo", "/echo")
-    if check.status_code != 200:
-        raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
 
     security = _hop_security(mesh)
     me = os.getpid()
@@ -611,11 +689,59 @@ def measure_paths(args: argparse.Namespace, stack: ExitStack,
     for mode, value in (("closed", args.concurrency), ("open", args.rate)):
         for path in paths:
             pids = [me, nginx.pid if (nginx is not None and path.name == "nginx") else None]
-            r = _measure(gen, path, mode, value, args.duration, args.warmup, pids, lambda: _proxy_conns(mesh))
+            with _plaintext(mesh) if path.name == "mesh-plain" else nullcontext():
+                r = _measure(gen, path, mode, value, args.duration, args.warmup, pids, mesh)
             results.append(r)
-            print(f"  {path.name:<8} {mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
-                  f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms", flush=True)
+            _progress(r)
+    if nginx is not None:
+        nginx.stop()
+    mesh.stop()  # the tracing variants run alone in this process
+
+    for name, sampling in TRACE_VARIANTS.items():
+        mesh, _ = _echo_mesh(stack, trace_sampling=sampling)
+        assert mesh.client_sidecar is not None
+        outbound = mesh.client_sidecar.outbound
+        path = BenchPath(name, outbound.host, outbound.port, "http://echo/echo")
+        for mode, value in (("closed", args.concurrency), ("open", args.rate)):
+            r = _measure(gen, path, mode, value, args.duration, args.warmup, [me], mesh)
+            results.append(r)
+            _progress(r)
+        mesh.stop()
     return results, security
+
+
+def _echo_mesh(stack: ExitStack, **kw: Any) -> tuple[Any, Any]:
+    """A started ``Mesh(seed=0, **kw)`` (stopped by ``stack``) with the echo app deployed and
+    answering through the mesh; returns the mesh and the echo replica. Collects garbage first,
+    so that no mesh pays for the collection of the one before."""
+    from meshlab import Mesh
+
+    gc.collect()
+    mesh = Mesh(seed=0, **kw)
+    stack.callback(mesh.stop)
+    mesh.start()
+    replica = mesh.deploy("echo", make_echo_app())[0]
+    check = mesh.call("echo", "/echo")
+    if check.status_code != 200:
+        raise RuntimeError(f"the echo app does not answer through the mesh: {check.status_code} {check.text}")
+    return mesh, replica
+
+
+@contextmanager
+def _plaintext(mesh: Any) -> Iterator[None]:
+    """``PLAINTEXT_CONFIG`` applied to ``mesh`` meanwhile (deleted afterwards, whatever happens)."""
+    applied = mesh.apply(PLAINTEXT_CONFIG)
+    try:
+        yield
+    finally:
+        for r in applied:
+            mesh.delete(r.kind, r.name, r.namespace)
+
+
+def _progress(r: RunResult) -> None:
+    print(f"  {r.path:<17} {r.mode:<6} {r.load:>7}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.3f}  "
+          f"p90 {r.p90_ms:6.3f}  p99 {r.p99_ms:6.3f} ms" + (f"  [{r.hop_security}]" if r.hop_security else ""),
+          flush=True)
 
 
 def _proxy_conns(mesh: Any) -> int:
@@ -627,13 +753,28 @@ def _proxy_conns(mesh: Any) -> int:
     return int(mesh.runtime.run(count()))
 
 
+def _hop_counts(mesh: Any) -> dict[str, float]:
+    """Requests from the client sidecar (workload ``curl``) that server sidecars have answered so
+    far, per ``connection_security_policy`` (Istio's label, reported by the destination): the
+    rows ``mesh.metrics()`` shows, summed here on the mesh's loop."""
+
+    async def count() -> dict[str, float]:  # on the mesh loop, without pandas: read between runs
+        out: dict[str, float] = {}
+        for sc in mesh.all_sidecars():
+            for row in sc.metrics.rows():
+                if (row["name"] == "istio_requests_total" and row["reporter"] == "destination"
+                        and row["source_workload"] == "curl"):
+                    key = str(row["connection_security_policy"])
+                    out[key] = out.get(key, 0.0) + float(row["value"])  # type: ignore[arg-type]
+        return out
+
+    return dict(mesh.runtime.run(count()))
+
+
 def _hop_security(mesh: Any) -> str:
-    """How the client sidecar's request reached the server sidecar (Istio's
+    """How the client sidecar's requests reached the server sidecar so far (Istio's
     ``connection_security_policy`` label, reported by the destination: mutual_tls or none)."""
-    m = mesh.metrics()
-    rows = m[(m["name"] == "istio_requests_total") & (m["reporter"] == "destination")
-             & (m["source_workload"] == "curl")]
-    return ", ".join(sorted(set(rows["connection_security_policy"]))) or "unknown"
+    return ", ".join(sorted(k for k, v in _hop_counts(mesh).items() if v > 0)) or "unknown"
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -676,7 +817,63 @@ def summarize(results: list[RunResult], scale: list[dict[str, Any]]) -> dict[str
             verdict[key] = "PASS" if v >= limit else "FAIL"
         else:
             verdict[key] = "PASS" if v <= limit else "FAIL"
-    return {"ratios": ratios, "added_over_direct_ms": added, "figures": figures, "verdict": verdict}
+    return {"ratios": ratios, "added_over_direct_ms": added, "figures": figures, "verdict": verdict,
+            "mtls": _summarize_mtls(results), "tracing": _summarize_tracing(results)}
+
+
+def _closed_ratio(results: list[RunResult], a: str, b: str) -> float | None:
+    """Closed-loop throughput of path ``a`` over path ``b`` (None if either is missing)."""
+    rps = {r.path: r.rps for r in results if r.mode == "closed"}
+    x, y = rps.get(a), rps.get(b)
+    return x / y if x is not None and y else None
+
+
+def _open_added(results: list[RunResult], a: str, b: str) -> dict[str, dict[str, float]] | None:
+    """Open-loop latency percentiles of path ``a`` minus those of path ``b``, from the actual send
+    and from the scheduled start (None if either is missing)."""
+    by = {r.path: r for r in results if r.mode == "open"}
+    x, y = by.get(a), by.get(b)
+    if x is None or y is None:
+        return None
+    return {kind: {q: getattr(x, f"{prefix}{q}_ms") - getattr(y, f"{prefix}{q}_ms") for q in ("p50", "p90", "p99")}
+            for kind, prefix in (("from_send", "send_"), ("from_schedule", ""))}
+
+
+def _measured_security(results: list[RunResult], path: str) -> str | None:
+    """The connection_security_policy values seen in every run of ``path`` (None: not measured)."""
+    seen = {x.strip() for r in results if r.path == path and r.hop_security for x in r.hop_security.split(",")}
+    return ", ".join(sorted(seen)) or None
+
+
+def _spans_per_request(results: list[RunResult], path: str) -> float | None:
+    """Spans collected per request over the runs of ``path`` (None: tracing off or not counted)."""
+    runs = [r for r in results if r.path == path]
+    if not runs or any(r.spans is None for r in runs):
+        return None
+    n = sum(r.requests for r in runs)
+    return sum(r.spans or 0 for r in runs) / n if n else None
+
+
+def _summarize_mtls(results: list[RunResult]) -> dict[str, Any]:
+    """Issue 6: the mesh path with mTLS (``mesh``) against plaintext (``mesh-plain``)."""
+    return {"security": {p: _measured_security(results, p) for p in ("mesh", "mesh-plain")},
+            "mtls_vs_plain": _closed_ratio(results, "mesh", "mesh-plain"),
+            "mtls_added_ms": _open_added(results, "mesh", "mesh-plain"),
+            "plaintext_config": PLAINTEXT_CONFIG}
+
+
+def _summarize_tracing(results: list[RunResult]) -> dict[str, Any]:
+    """Issue 7: the mesh path by trace sampling, each variant in its own mesh, against the default."""
+    d = TRACE_DEFAULT
+    return {
+        "default": d,
+        "variants": {p: {"sampling_pct": s, "spans_per_request": _spans_per_request(results, p),
+                         "security": _measured_security(results, p)} for p, s in TRACE_VARIANTS.items()},
+        "ratios": {"trace_off_vs_default": _closed_ratio(results, "mesh-trace-off", d),
+                   "trace_100pct_vs_default": _closed_ratio(results, "mesh-trace-100pct", d),
+                   "main_mesh_vs_default": _closed_ratio(results, "mesh", d)},
+        "added_over_default_ms": {p: _open_added(results, p, d) for p in TRACE_VARIANTS if p != d},
+    }
 
 
 def _num(v: float) -> str:
@@ -745,6 +942,7 @@ def render(report: dict[str, Any]) -> str:
                      + "".join(f"{_num(c):>10}" for c in cells[3:]))
     lines.append(f"mesh target (from send): p90 <= {TARGETS['mesh_added_p90_ms']} ms: {v['mesh_added_p90_ms']}; "
                  f"p99 <= {TARGETS['mesh_added_p99_ms']} ms: {v['mesh_added_p99_ms']}")
+    lines += _render_variants(report)
     lines += ["", "== scale (a fresh mesh in a fresh process; workload = app server + sidecar)"]
     for sc in report["scale"]:
         what = (f"{sc['workloads']} services x 1 replica" if sc["layout"] == "services"
@@ -771,6 +969,64 @@ def render(report: dict[str, Any]) -> str:
     for key, label in names.items():
         lines.append(f"{label:<42} {_fmt(sm['figures'][key], '.3f'):>9}  {v[key]}")
     return "\n".join(lines)
+
+
+def _render_variants(report: dict[str, Any]) -> list[str]:
+    """The sections on the mTLS cost and the tracing cost of the mesh path."""
+    s, sm = report["settings"], report["summary"]
+    closed = {x.path: x for x in report["results"] if x.mode == "closed"}
+    opened = {x.path: x for x in report["results"] if x.mode == "open"}
+
+    def row(path: str, cells: str) -> str:
+        """path, ``cells`` (already aligned), closed-loop req/s and full collections (longest
+        pause), open-loop send p50/p90/p99."""
+        c, o = closed.get(path), opened.get(path)
+        lat = "".join(f"{_num(getattr(o, f'send_{q}_ms')) if o else 'n/a':>9}" for q in ("p50", "p90", "p99"))
+        gcs = f"{c.gc_full} ({c.gc_max_ms:.0f} ms)" if c else "n/a"
+        return f"{path:<19}{cells}{_fmt(c.rps if c else None, '.0f'):>9}{gcs:>14}{lat}"
+
+    def added(a: dict[str, dict[str, float]] | None) -> str:
+        if a is None:
+            return "n/a"
+        send, sched = ("  ".join(f"{q} {_num(a[k][q])}" for q in ("p50", "p90", "p99"))
+                       for k in ("from_send", "from_schedule"))
+        return f"{send}   (from the scheduled start: {sched})"
+
+    tail = f"{'req/s':>9}{'full gc':>14}{'p50':>9}{'p90':>9}{'p99':>9}"
+    mt = sm["mtls"]
+    lines = ["", "== mTLS cost: the mesh path with its sidecar-to-sidecar hop in mutual TLS and in plaintext "
+                 "(same mesh; PeerAuthentication mtls DISABLE + DestinationRule tls DISABLE applied for the "
+                 "mesh-plain runs only)",
+             "measured security: connection_security_policy of the measured requests at the server sidecar; "
+             f"req/s, full gc (longest pause): closed loop; p50/p90/p99: open loop at {s['rate']:g} req/s, ms from "
+             "the actual send",
+             f"{'path':<19}{'measured security':>18}{tail}"]
+    for p in ("mesh", "mesh-plain"):
+        lines.append(row(p, f"{mt['security'][p] or 'unknown':>18}"))
+    lines += [f"mesh (mTLS) / mesh-plain    {_fmt(mt['mtls_vs_plain'])}   (closed-loop throughput)",
+              f"mTLS adds at {s['rate']:g} req/s (ms, mesh - mesh-plain, from the actual send): "
+              f"{added(mt['mtls_added_ms'])}"]
+
+    tr = sm["tracing"]
+    d, ratios = tr["default"], tr["ratios"]
+    vs_default = {"mesh-trace-off": ratios["trace_off_vs_default"], d: 1.0,
+                  "mesh-trace-100pct": ratios["trace_100pct_vs_default"]}
+    lines += ["", f"== tracing cost: the mesh path in fresh meshes by trace sampling, one after another "
+                  f"(ratios against {d}, the default)",
+              "spans/req: spans collected per request; req/s, full gc (longest pause): closed loop; p50/p90/p99: "
+              f"open loop at {s['rate']:g} req/s, ms from the actual send",
+              f"{'path':<19}{'sampling':>9}{'spans/req':>11}{'security':>12}{'/ default':>11}{tail}"]
+    for p, v in tr["variants"].items():
+        sampling = "off" if v["sampling_pct"] is None else f"{v['sampling_pct']:g} %"
+        lines.append(row(p, f"{sampling:>9}{_fmt(v['spans_per_request'], '.3f'):>11}"
+                            f"{v['security'] or 'unknown':>12}{_fmt(vs_default.get(p)):>11}"))
+    lines += [f"trace off / default         {_fmt(ratios['trace_off_vs_default'])}   (closed-loop throughput)",
+              f"trace 100 % / default       {_fmt(ratios['trace_100pct_vs_default'])}",
+              f"mesh (main mesh) / default  {_fmt(ratios['main_mesh_vs_default'])}   (the same configuration, "
+              "measured earlier in the main mesh: how far apart two measurements land in this run)"]
+    for p, a in tr["added_over_default_ms"].items():
+        lines.append(f"{p} - {d} at {s['rate']:g} req/s (ms, from the actual send): {added(a)}")
+    return lines
 
 
 # -- command line -------------------------------------------------------------------------------

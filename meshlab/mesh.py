@@ -164,6 +164,8 @@ class Mesh:
         if not self.running:
             return
         self.runtime.stop()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         self._reset_state()
 
     def __enter__(self) -> Mesh:

@@ -310,6 +310,14 @@ class EjectFailingReplica(Question):
         mine = ev[ev["pod"] == BAD_POD].reset_index(drop=True)
         ejections = mine[mine["action"] == "eject"]
         if ejections.empty:
+            mep, ejectable = _ejectable_hosts(w["policy"])
+            if ejectable < 1:
+                yours = f"{mep:g} % in your rule" if od.maxEjectionPercent else "unset in your rule: Istio's default, 10 %"
+                raise Incorrect(f"the bad replica answered {w['bad_requests']} requests with 500 and was never "
+                                "ejected: every ejection was refused by the cap (`ejections_overflow`). Envoy 1.28+ "
+                                "(Istio 1.20+) ejects a host only if the share of ejected hosts, counting it, stays "
+                                f"within `maxEjectionPercent` ({yours}), and one of httpbin's three replicas is "
+                                "more than that.")
             raise Incorrect(f"the bad replica answered {w['bad_requests']} requests with 500 in {Q2_SECONDS:g} s "
                             "and was never ejected. A 500 is not a gateway error (502, 503, 504): which setting "
                             "counts every 5xx, and is it low enough?")
@@ -318,13 +326,6 @@ class EjectFailingReplica(Question):
             raise Incorrect(f"clients got {w['errors']} errors in {Q2_SECONDS:g} s: the bad replica was ejected "
                             f"only after {threshold} errors in a row each time ({ejections['reason'].iloc[0]}); it "
                             f"should be out after at most {Q2_MAX_ERRORS}.")
-        mep, ejectable = _ejectable_hosts(w["policy"])
-        if ejectable < 1:
-            yours = f"{mep:g} % in your rule" if od.maxEjectionPercent else "unset in your rule: Istio's default, 10 %"
-            raise Incorrect(f"here the bad replica was ejected, but on a real cluster it would not be: Envoy 1.28+ "
-                            f"(Istio 1.20+) ejects a host only if the share of ejected hosts, counting it, stays "
-                            f"within `maxEjectionPercent` ({yours}), and one of httpbin's three replicas is more "
-                            "than that.")
         first = mine.index[mine["action"] == "eject"][0]
         back = mine[(mine.index > first) & (mine["action"] == "return")]
         if back.empty:

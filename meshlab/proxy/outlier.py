@@ -15,9 +15,11 @@ Each client sidecar watches the answers it gets from each host of a cluster:
   host that keeps failing stays out longer each time and one that recovers is forgiven (capped at
   Envoy's ``max_ejection_time``, 300 s or the base time if larger);
 * hosts come back at a sweep, every ``interval`` (default 10 s), once their time is up;
-* a host is ejected only while fewer than ``maxEjectionPercent`` (default 10 %; Istio ignores 0)
-  of the hosts are ejected: the first ejection always happens, then the cap applies (Envoy's
-  ``ejected % < max %``); a refused ejection counts ``ejections_overflow``;
+* a host is ejected only if the share of ejected hosts, **counting this one**, stays at or below
+  ``maxEjectionPercent`` (default 10 %; Istio ignores 0), as Envoy does since 1.28 (runtime
+  guard ``check_mep_on_first_eject``, on by default; Istio does not set ``always_eject_one_host``).
+  So with the default 10 %, a cluster of fewer than 10 hosts never ejects one. A refused ejection
+  counts ``ejections_overflow``;
 * when fewer than ``minHealthPercent`` of hosts are healthy, ejection is ignored and traffic
   goes to every host (panic mode; Istio's default is 0 %, i.e. never);
 * when every host is ejected, requests fail with 503 UH (no healthy upstream).
@@ -156,7 +158,7 @@ class OutlierDetector:
     def _eject(self, host: Host, st: _HostState, hosts: Sequence[Host], kind: str, reason: str) -> None:
         total = len(hosts)
         ejected = sum(1 for h in hosts if self.ejected(h))
-        if not total or ejected * 100.0 / total >= self.config.max_ejection_percent:
+        if not total or (ejected + 1) * 100.0 / total > self.config.max_ejection_percent:
             self.stats["ejections_overflow"] += 1
             return
         st.times_ejected += 1

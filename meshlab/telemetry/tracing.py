@@ -121,8 +121,10 @@ class Tracing:
     def __init__(self, rng: random.Random, sampling: float = 100.0) -> None:
         self.exporter = Collector()
         self.sampling = sampling
+        # shutdown_on_exit=False: the SDK would otherwise register the provider with atexit and keep
+        # every mesh's spans alive until the interpreter exits; Mesh.stop() shuts it down instead.
         self.provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sampling / 100.0)),
-                                       id_generator=SeededIds(rng))
+                                       id_generator=SeededIds(rng), shutdown_on_exit=False)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("meshlab.sidecar")
 

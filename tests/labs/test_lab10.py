@@ -122,7 +122,7 @@ Q2_WRONG = [
     pytest.param(swap(OUTLIER_SOLUTION, "baseEjectionTime: 2s", "baseEjectionTime: 1.8s")
                  .replace("interval: 0.5s", "interval: 1.4s"), "only at a sweep", id="back-too-late"),
     pytest.param(swap(OUTLIER_SOLUTION, "      maxEjectionPercent: 50\n", ""),
-                 "on a real cluster it would not be", id="default-max-ejection-percent"),
+                 "refused by the cap", id="default-max-ejection-percent"),
     pytest.param(swap(OUTLIER_SOLUTION, "maxEjectionPercent: 50", "maxEjectionPercent: 30"),
                  "30 % in your rule", id="cap-below-one-of-three"),
     pytest.param(swap(OUTLIER_SOLUTION, "    outlierDetection:\n      consecutive5xxErrors: 3\n      interval: 0.5s\n"

@@ -40,7 +40,12 @@ def hosts(n: int) -> list[Host]:
 
 
 def detector(clock: Clock, **kw: Any) -> OutlierDetector:
+    """A detector; without the cap in ``kw`` any number of hosts may be ejected (tests of the cap set it)."""
+    kw.setdefault("max_ejection_percent", 100.0)
     return OutlierDetector(OutlierConfig(**kw), "outbound|80||svc.default.svc.cluster.local", clock)
+
+
+DEFAULT_CAP = OutlierConfig().max_ejection_percent  # Istio's default, 10 %
 
 
 def fail(det: OutlierDetector, host: Host, hs: list[Host], n: int, status: int = 500) -> None:
@@ -219,7 +224,7 @@ def test_a_host_ejected_is_not_ejected_again_and_returns_with_clean_counters() -
 # -- the ejection cap ----------------------------------------------------------------------
 def test_max_ejection_percent_default_ten_percent_of_ten_hosts() -> None:
     clock, hs = Clock(), hosts(10)
-    det = detector(clock, consecutive_5xx=2)
+    det = detector(clock, consecutive_5xx=2, max_ejection_percent=DEFAULT_CAP)
     for h in hs[:3]:
         fail(det, h, hs, 2)
     assert ejected(det, hs) == ["svc-v1-0"]
@@ -227,21 +232,33 @@ def test_max_ejection_percent_default_ten_percent_of_ten_hosts() -> None:
     assert len(det.available(hs)) == 9
 
 
-def test_with_two_hosts_and_ten_percent_one_host_can_still_be_ejected() -> None:
-    clock, hs = Clock(), hosts(2)
-    det = detector(clock, consecutive_5xx=2)
-    fail(det, hs[1], hs, 2)
-    fail(det, hs[0], hs, 2)
-    assert ejected(det, hs) == ["svc-v1-1"]
-    assert det.stats["ejections_overflow"] == 1
+def test_with_fewer_than_ten_hosts_the_default_ten_percent_ejects_nothing() -> None:
+    # Envoy 1.28+ (check_mep_on_first_eject) counts the host being ejected: one of nine is 11 %.
+    for n in (2, 3, 9):
+        clock, hs = Clock(), hosts(n)
+        det = detector(clock, consecutive_5xx=2, max_ejection_percent=DEFAULT_CAP)
+        fail(det, hs[1], hs, 2)
+        fail(det, hs[0], hs, 2)
+        assert ejected(det, hs) == []
+        assert det.stats["ejections_overflow"] == 2
+
+
+def test_the_host_being_ejected_counts_against_the_cap() -> None:
+    # one of three hosts is 33.3 %: a cap of 33 refuses it, 34 allows it
+    for percent, expected in ((33, []), (34, ["svc-v1-0"])):
+        clock, hs = Clock(), hosts(3)
+        det = detector(clock, consecutive_5xx=1, max_ejection_percent=percent)
+        det.report(hs[0], 500, hs)
+        assert ejected(det, hs) == expected
 
 
 def test_overflow_consumes_the_streak() -> None:
     # Envoy resets the counter after a detection even when the cap refused the ejection.
     clock, hs = Clock(), hosts(2)
-    det = detector(clock, consecutive_5xx=2)
-    fail(det, hs[0], hs, 2)
-    fail(det, hs[1], hs, 3)
+    det = detector(clock, consecutive_5xx=2, max_ejection_percent=50)
+    fail(det, hs[0], hs, 2)  # ejected: one of two is 50 %
+    fail(det, hs[1], hs, 3)  # detected after 2, refused; the third failure starts a new streak
+    assert ejected(det, hs) == ["svc-v1-0"]
     assert det.stats["ejections_overflow"] == 1
 
 

@@ -161,3 +161,21 @@ def test_trace_views() -> None:
         "curl: a/", "a: a/", "a: b/", "b: b/", "b: c/", "c: c/"]
     with pytest.raises(ValueError, match="no trace"):
         trace_tree(spans, "0" * 32)
+
+
+def test_stop_releases_the_tracer_and_its_spans() -> None:
+    """Mesh.stop() shuts the tracer down: nothing (such as OpenTelemetry's atexit hook) keeps a
+    stopped mesh's provider and its spans alive."""
+    import gc
+    import weakref
+
+    mesh = Mesh(seed=0, trace_sampling=100).start()
+    try:
+        mesh.deploy("c", hop())
+        assert mesh.call("c", "/").status_code == 200
+        assert mesh.tracing is not None and mesh.tracing.exporter.finished
+        provider = weakref.ref(mesh.tracing.provider)
+    finally:
+        mesh.stop()
+    gc.collect()
+    assert provider() is None
