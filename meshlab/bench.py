@@ -40,7 +40,8 @@ with its own uvloop event loop and meshlab's own HTTP/1.1 client (``PoolSet``), 
 ``meshlab.load.generate``. It receives one command per run through a pipe and sends back the
 samples (numpy arrays) and its own CPU time.
 
-Also reported per run: the server side's CPU time per request (this process, plus nginx on its
+Before each measured run (after its warm-up) the mesh process collects its garbage, so that no
+run pays for the garbage of the runs before it. Also reported per run: the server side's CPU time per request (this process, plus nginx on its
 path), the cost of a hop whatever the number of free cores; and the garbage collector's work in
 this process (``GcWatch``): a full collection walks every object the process tracks and stops
 every server of the mesh meanwhile, which is what shows in a p99.
@@ -576,6 +577,7 @@ def _measure(gen: Generator, path: BenchPath, mode: str, value: float, duration:
     kw: dict[str, Any] = {"concurrency": int(value)} if mode == "closed" else {"rate": value}
     if warmup > 0:
         gen.run(path, duration=warmup, **kw)
+    gc.collect()  # no run pays for the garbage of the runs before it
     before = _mesh_counters(mesh)
     cpu0 = sum(_cpu_seconds(p) for p in server_pids)
     with GcWatch() as gcw:

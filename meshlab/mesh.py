@@ -700,14 +700,18 @@ class Mesh:
         cols = ["t", "reporter", "cluster", "pod", "action", "times_ejected", "ejection_s", "reason"]
         return pd.DataFrame(self._run(collect()), columns=cols).sort_values("t", kind="stable").reset_index(drop=True)
 
-    def access_log_text(self, pod: str, last: int | None = 10) -> str:
-        """One proxy's access log in Envoy's text format (what ``kubectl logs <pod> -c istio-proxy``
-        shows); ``pod`` may be ``istio-ingressgateway`` or ``curl``."""
+    def access_log_text(self, pod: str, last: int | None = 10, encoding: str = "TEXT") -> str:
+        """One proxy's access log as ``kubectl logs <pod> -c istio-proxy`` shows it, in Istio's
+        ``TEXT`` (default) or ``JSON`` encoding (``meshConfig.accessLogEncoding``); ``pod`` may be
+        ``istio-ingressgateway`` or ``curl``."""
+        if encoding not in ("TEXT", "JSON"):
+            raise MeshError(f"access_log_text: encoding must be TEXT or JSON (meshConfig.accessLogEncoding), "
+                            f"not {encoding!r}")
 
         async def text() -> str:
             for sc in self.all_sidecars():
                 if sc.name == pod:
-                    return sc.access_log.text(last)
+                    return sc.access_log.text(last, encoding)
             raise MeshError(f"access_log_text: no proxy named {pod!r}")
 
         return self._run(text())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 __all__ = ["AccessLogEntry", "AccessLog"]
@@ -63,7 +63,7 @@ class AccessLogEntry:
         def d(v: object) -> str:
             return "-" if v in ("", None) else str(v)
 
-        ts = datetime.fromtimestamp(self.start_time, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        ts = _timestamp(self.start_time)
         ust = "-" if self.upstream_service_time_ms is None else str(round(self.upstream_service_time_ms))
         return (
             f'[{ts}] "{self.method} {self.path} {self.protocol}" {self.response_code} {d(self.response_flags)} '
@@ -74,8 +74,32 @@ class AccessLogEntry:
         )
 
     def json(self) -> str:
-        """The entry as one JSON object (Istio's JSON encoding, ``accessLogEncoding: JSON``)."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """The entry as one JSON object with the keys of Istio's JSON encoding
+        (``meshConfig.accessLogEncoding: JSON``); empty fields are ``null``, as Envoy writes them."""
+
+        def n(v: object) -> object:
+            return None if v in ("", None) else v
+
+        ust = None if self.upstream_service_time_ms is None else str(round(self.upstream_service_time_ms))
+        return json.dumps({
+            "start_time": _timestamp(self.start_time), "method": self.method, "path": self.path,
+            "protocol": self.protocol, "response_code": self.response_code,
+            "response_flags": n(self.response_flags), "response_code_details": n(self.response_code_details),
+            "connection_termination_details": None, "upstream_transport_failure_reason": None,
+            "bytes_received": self.bytes_received, "bytes_sent": self.bytes_sent,
+            "duration": round(self.duration_ms), "upstream_service_time": ust,
+            "x_forwarded_for": n(self.x_forwarded_for), "user_agent": n(self.user_agent),
+            "request_id": n(self.request_id), "authority": n(self.authority),
+            "upstream_host": n(self.upstream_host), "upstream_cluster": n(self.upstream_cluster),
+            "upstream_local_address": None, "downstream_local_address": n(self.downstream_local_address),
+            "downstream_remote_address": n(self.downstream_remote_address), "requested_server_name": None,
+            "route_name": n(self.route_name),
+        })
+
+
+def _timestamp(t: float) -> str:
+    """Envoy's %START_TIME%: UTC, milliseconds, ``Z``."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 FIELDS = [f.name for f in fields(AccessLogEntry)]
@@ -94,7 +118,9 @@ class AccessLog:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def text(self, last: int | None = None) -> str:
-        """The (last ``last``) entries in Envoy's text format, one per line."""
+    def text(self, last: int | None = None, encoding: str = "TEXT") -> str:
+        """The (last ``last``) entries, one per line, in Istio's ``TEXT`` or ``JSON`` encoding."""
+        if encoding not in ("TEXT", "JSON"):
+            raise ValueError(f"encoding: expected TEXT or JSON (meshConfig.accessLogEncoding), got {encoding!r}")
         items = list(self.entries)[-last:] if last else list(self.entries)
-        return "\n".join(e.text() for e in items)
+        return "\n".join(e.text() if encoding == "TEXT" else e.json() for e in items)
