@@ -30,9 +30,16 @@ from typing import Any
 
 from ..config.duration import parse_duration
 
-__all__ = ["Limits", "CircuitBreaker", "UNLIMITED"]
+__all__ = ["Limits", "CircuitBreaker", "UNLIMITED", "ENVOY_IDLE_TIMEOUT", "APP_IDLE_TIMEOUT"]
 
 UNLIMITED = 2**32 - 1
+#: Envoy's default idle timeout of upstream HTTP connections (Istio leaves it at one hour): a
+#: sidecar keeps its connections to other sidecars (and their mTLS sessions) between bursts.
+ENVOY_IDLE_TIMEOUT = 3600.0
+#: Connections to a peer without a sidecar (an app server, a service outside the mesh) expire
+#: sooner than that server's keep-alive (uvicorn: 5 s), so the pool never reuses one the server
+#: is closing.
+APP_IDLE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class Limits:
     max_retries: int = UNLIMITED
     max_requests_per_connection: int = 0
     connect_timeout: float = 10.0
-    idle_timeout: float = 2.0
+    idle_timeout: float | None = None  # http.idleTimeout; None: Envoy's default (see pool_options)
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:
@@ -70,13 +77,17 @@ class Limits:
             if http.maxRequestsPerConnection:
                 kw["max_requests_per_connection"] = http.maxRequestsPerConnection
             if http.idleTimeout:
-                kw["idle_timeout"] = min(parse_duration(http.idleTimeout), 2.0)
+                kw["idle_timeout"] = parse_duration(http.idleTimeout)
         return cls(**kw)
 
-    @property
-    def pool_options(self) -> dict[str, float]:
-        """Options for the connection pools of this cluster."""
-        return {"connect_timeout": self.connect_timeout, "idle_timeout": self.idle_timeout,
+    def pool_options(self, sidecar_peer: bool = True) -> dict[str, float]:
+        """Options for this cluster's connection pool to one endpoint: ``http.idleTimeout``
+        (default one hour, as in Envoy) when the endpoint is another sidecar, which never closes
+        an idle connection itself; at most ``APP_IDLE_TIMEOUT`` when it is a plain server."""
+        idle = self.idle_timeout if self.idle_timeout is not None else ENVOY_IDLE_TIMEOUT
+        if not sidecar_peer:
+            idle = min(idle, APP_IDLE_TIMEOUT)
+        return {"connect_timeout": self.connect_timeout, "idle_timeout": idle,
                 "max_requests_per_connection": self.max_requests_per_connection}
 
 

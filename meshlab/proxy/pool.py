@@ -11,7 +11,10 @@ The known race of keep-alive: the server may close an idle connection at the ver
 reuse it. Two defences, both standard:
 
 1. idle connections expire in the pool *before* the server's keep-alive timeout would close
-   them (``idle_timeout`` defaults to 2 s; uvicorn closes after 5 s, our listeners after 60 s);
+   them (``idle_timeout`` defaults to 2 s; uvicorn closes after 5 s). meshlab's own listeners
+   never close an idle connection, so a sidecar keeps its connections to other sidecars for
+   Envoy's one hour (``circuit_breaker.ENVOY_IDLE_TIMEOUT``, or the DestinationRule's
+   ``http.idleTimeout``) and does not pay a new mTLS handshake after every pause;
 2. a request written to a *reused* connection that dies before any response byte arrives is
    sent once more on a fresh connection (nothing reached the application, so it is safe).
 

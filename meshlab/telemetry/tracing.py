@@ -67,11 +67,16 @@ class SeededIds(IdGenerator):
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        #: a trace id drawn ahead (``Tracing.start`` decides sampling first), handed out once
+        self.next_trace_id: int | None = None
 
     def generate_span_id(self) -> int:
         return self.rng.getrandbits(64) or 1
 
     def generate_trace_id(self) -> int:
+        if self.next_trace_id is not None:
+            trace_id, self.next_trace_id = self.next_trace_id, None
+            return trace_id
         return self.rng.getrandbits(128) or 1
 
 
@@ -123,16 +128,34 @@ class Tracing:
         self.sampling = sampling
         # shutdown_on_exit=False: the SDK would otherwise register the provider with atexit and keep
         # every mesh's spans alive until the interpreter exits; Mesh.stop() shuts it down instead.
-        self.provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sampling / 100.0)),
-                                       id_generator=SeededIds(rng), shutdown_on_exit=False)
+        self.ids = SeededIds(rng)
+        self.root_sampler = TraceIdRatioBased(sampling / 100.0)
+        self.provider = TracerProvider(sampler=ParentBased(self.root_sampler),
+                                       id_generator=self.ids, shutdown_on_exit=False)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("meshlab.sidecar")
 
-    def start(self, stream: Stream) -> trace.Span:
+    def start(self, stream: Stream) -> trace.Span | None:
         """Open the span of ``stream`` (child of the context the request carries) and put the new
-        span's context into the request headers going on."""
+        span's context into the request headers going on. An unsampled request gets no span (None)
+        but still carries the trace context on, so every hop follows the same decision."""
         req = stream.request
         parent_ctx = extract_context(req.headers)
+        if parent_ctx is not None and not parent_ctx.is_valid:
+            parent_ctx = None
+        # The sampling decision first, as OpenTelemetry's ParentBased(TraceIdRatioBased) makes it,
+        # with the ids it would draw in the same order (trace id of a new trace, then span id):
+        # the SDK is only asked to build spans that are recorded (1 % of new traces by default).
+        if parent_ctx is None:
+            trace_id = self.ids.generate_trace_id()
+            sampled = self.root_sampler.should_sample(None, trace_id, "").decision.is_sampled()
+        else:
+            trace_id, sampled = parent_ctx.trace_id, parent_ctx.trace_flags.sampled
+        if not sampled:
+            inject(req.headers, SpanContext(trace_id, self.ids.generate_span_id(), True, TraceFlags(0)))
+            return None
+        if parent_ctx is None:
+            self.ids.next_trace_id = trace_id  # the SDK draws the new trace's id: this one
         parent = trace.set_span_in_context(NonRecordingSpan(parent_ctx)) if parent_ctx else None
         outbound = stream.direction == "outbound"
         sc = stream.sidecar

@@ -13,7 +13,13 @@ import pytest
 from meshlab import Mesh
 from meshlab.apps.httpbin import make_app
 from meshlab.config.destination_rule import ConnectionPoolSettings
-from meshlab.proxy.circuit_breaker import UNLIMITED, CircuitBreaker, Limits
+from meshlab.proxy.circuit_breaker import (
+    APP_IDLE_TIMEOUT,
+    ENVOY_IDLE_TIMEOUT,
+    UNLIMITED,
+    CircuitBreaker,
+    Limits,
+)
 
 
 def limits(**pool: Any) -> Limits:
@@ -35,6 +41,18 @@ def test_limits_from_connection_pool() -> None:
                        "maxRequestsPerConnection": 5})
     assert (lim.max_connections, lim.max_pending, lim.max_requests, lim.max_retries,
             lim.max_requests_per_connection, lim.connect_timeout) == (1, 2, 3, 4, 5, 0.03)
+
+
+def test_idle_timeout_envoys_hour_to_sidecars_and_short_to_plain_servers() -> None:
+    default = Limits.from_policy(None)
+    assert default.pool_options(sidecar_peer=True)["idle_timeout"] == ENVOY_IDLE_TIMEOUT == 3600.0
+    assert default.pool_options(sidecar_peer=False)["idle_timeout"] == APP_IDLE_TIMEOUT == 2.0
+    set_30s = limits(http={"idleTimeout": "30s"})
+    assert set_30s.pool_options(sidecar_peer=True)["idle_timeout"] == 30.0
+    assert set_30s.pool_options(sidecar_peer=False)["idle_timeout"] == APP_IDLE_TIMEOUT
+    set_short = limits(http={"idleTimeout": "500ms"})
+    assert set_short.pool_options(sidecar_peer=True)["idle_timeout"] == 0.5
+    assert set_short.pool_options(sidecar_peer=False)["idle_timeout"] == 0.5
 
 
 def test_zero_means_unset() -> None:
@@ -266,3 +284,23 @@ def test_max_requests_per_connection_one_opens_a_connection_per_request(httpbin:
     after = opened(mesh)
     assert after[0] - before[0] == 10
     assert after[1] == before[1]
+
+
+def test_a_pause_keeps_the_sidecar_to_sidecar_connection_unless_idle_timeout_says_otherwise(httpbin: Mesh) -> None:
+    """Envoy keeps idle upstream connections for an hour: a pause between calls (longer than the
+    2 s a pool keeps connections to a plain app server) costs no new connection, nor a new mTLS
+    handshake; a DestinationRule's ``http.idleTimeout`` shortens it."""
+    import time
+
+    mesh = httpbin
+    assert mesh.call("httpbin", "/get").status_code == 200
+    first = opened(mesh)
+    time.sleep(APP_IDLE_TIMEOUT + 0.3)
+    assert mesh.call("httpbin", "/get").status_code == 200
+    assert opened(mesh)[0] == first[0]
+    mesh.apply(dr("{http: {idleTimeout: 0.2s}}"))
+    assert mesh.call("httpbin", "/get").status_code == 200
+    before = opened(mesh)
+    time.sleep(0.4)
+    assert mesh.call("httpbin", "/get").status_code == 200
+    assert opened(mesh)[0] == before[0] + 1

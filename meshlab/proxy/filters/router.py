@@ -257,7 +257,7 @@ class Router:
         req.headers.set("x-envoy-attempt-count", str(stream.attempts or 1))
         host.active_rq += 1
         host.rq_total += 1
-        options = cluster.limits.pool_options
+        options = cluster.limits.pool_options(sidecar_peer=bool(ep.principal))
         if use_mtls(stream, cluster, ep):
             ctx = stream.sidecar.client_context()
             if ctx is not None:
