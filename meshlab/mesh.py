@@ -261,11 +261,17 @@ class Mesh:
         """Names of the services deployed (all namespaces)."""
         return sorted(n for (_, n) in self.registry.services)
 
+    def _versions(self, name: str, namespace: str | None = None) -> list[str]:
+        """The versions of a service deployed in ``namespace``, in deployment order (also those
+        scaled to 0 replicas); MeshError if there is no such service."""
+        ns = namespace or self.namespace
+        self._service(name, ns)
+        return [v for (n_, s, v) in self._specs if n_ == ns and s == name]
+
     def scale(self, name: str, replicas: int, version: str | None = None, namespace: str | None = None) -> None:
         """Set the number of replicas of a service's version (the only version if there is one)."""
         ns = namespace or self.namespace
-        svc = self._service(name, ns)
-        versions = svc.versions or [v for (n_, s, v) in self._specs if n_ == ns and s == name]
+        versions = self._service(name, ns).versions or self._versions(name, ns)  # running ones first
         if version is None:
             if len(versions) != 1:
                 raise MeshError(f"scale: {name} has versions {versions}; say which with version=")
@@ -299,16 +305,28 @@ class Mesh:
         self._pods = {k: v for k, v in self._pods.items() if v is not replica}
 
     def kill(self, name: str, replica: int = 0, version: str | None = None,
-             restart_after: float | None = None) -> Replica:
-        """Crash one replica: its app stops answering (connections refused). It stays in the
-        endpoints until its readiness probe notices (``probe_period``); with ``restart_after``
-        (seconds) it comes back by itself."""
-        reps = self.replicas(name, version)
-        if not 0 <= replica < len(reps):
-            raise MeshError(f"kill: {name} has {len(reps)} replicas; no replica {replica}")
-        target = reps[replica]
+             restart_after: float | None = None, namespace: str | None = None) -> Replica:
+        """Crash one replica (``replica`` counts within ``version`` when given): its app stops
+        answering (connections refused). It stays in the endpoints until its readiness probe
+        notices (``probe_period``); with ``restart_after`` (seconds) it comes back by itself."""
+        target = self._replica("kill", name, replica, version, namespace)
         self._run(self._acrash(target, restart_after))
         return target
+
+    def _replica(self, verb: str, name: str, replica: int, version: str | None,
+                 namespace: str | None) -> Replica:
+        """Replica number ``replica`` of a service (of one version), or a MeshError saying which exist."""
+        deployed = self._versions(name, namespace)
+        if version is not None and version not in deployed:
+            raise MeshError(f"{verb}: {name} has no version {version!r} (deployed: {', '.join(deployed)})")
+        reps = self.replicas(name, version, namespace)
+        which = f"{name} {version}" if version else name
+        if not reps:
+            raise MeshError(f"{verb}: {which} has no replicas (scale it up first)")
+        if not 0 <= replica < len(reps):
+            raise MeshError(f"{verb}: {which} has {len(reps)} replica(s), numbered 0 to {len(reps) - 1}; "
+                            f"no replica {replica}")
+        return reps[replica]
 
     def _crash(self, replica: Replica, restart_after: float | None) -> None:
         """Crash ``replica`` from app code (loop thread) or from a cell."""
@@ -423,19 +441,22 @@ class Mesh:
             replica.ready = True
         self.registry.changed()
 
-    def revive(self, name: str, replica: int = 0, version: str | None = None) -> Replica:
+    def revive(self, name: str, replica: int = 0, version: str | None = None,
+               namespace: str | None = None) -> Replica:
         """Restart a crashed replica now (the container restarting)."""
-        target = self.replicas(name, version)[replica]
+        target = self._replica("revive", name, replica, version, namespace)
         self._run(self._arestart_pod(target))
         return target
 
     def restart(self, name: str, version: str | None = None, app: Any = None, work: Work | None = None,
-                grace: float | None = None) -> None:
+                grace: float | None = None, namespace: str | None = None) -> None:
         """Rolling redeploy (Kubernetes RollingUpdate, maxSurge 1, maxUnavailable 0): each
         replica is replaced by a new one, optionally running a new ``app`` (deploying a fix)."""
-        ns = self.namespace
-        svc = self._service(name, ns)
-        versions = [version] if version else svc.versions
+        ns = namespace or self.namespace
+        deployed = self._versions(name, ns)
+        if version is not None and version not in deployed:
+            raise MeshError(f"restart: {name} has no version {version!r} (deployed: {', '.join(deployed)})")
+        versions = [version] if version else self._service(name, ns).versions
         for v in versions:
             old_app, old_work, labels = self._specs[(ns, name, v)]
             self._specs[(ns, name, v)] = (app or old_app, work or old_work, labels)
@@ -871,11 +892,13 @@ class ApplyResult(list):  # type: ignore[type-arg]
 class LoadRun:
     """A load run in progress (``Mesh.load(..., background=True)``)."""
 
-    def __init__(self, future: Future[LoadResult], progress: LoadProgress, expected_s: float, label: str) -> None:
+    def __init__(self, future: Future[LoadResult], progress: LoadProgress, expected_s: float | None,
+                 label: str) -> None:
         self.future = future
         self.progress = progress
-        self.expected_s = expected_s
+        self.expected_s = expected_s  # None: not known in advance (closed loop with requests=N)
         self.label = label
+        self.started = time.monotonic()
 
     def done(self) -> bool:
         """Whether the run finished."""
@@ -887,11 +910,21 @@ class LoadRun:
         return self.result()
 
     def result(self, timeout: float | None = None) -> LoadResult:
-        """Wait for the run (with a progress bar for runs expected over ~1 s) and return it."""
-        if self.expected_s > 1.0 and not self.future.done():
+        """Wait for the run and return it, with a progress bar for runs over ~1 s: from the start
+        when the length is known (``duration``, or ``requests`` at a ``rate``) and over 1 s; when
+        it is not (a closed loop of ``requests``), once the run has lasted 1 s."""
+        if self.expected_s is None and not self.future.done():
+            from concurrent.futures import wait
+
+            wait([self.future], timeout=max(0.0, self.started + 1.0 - time.monotonic()))
+            show = not self.future.done()
+        else:
+            show = self.expected_s is not None and self.expected_s > 1.0 and not self.future.done()
+        if show:
             from tqdm import tqdm
 
-            with tqdm(total=self.progress.total, desc=self.label, unit="req", leave=True, mininterval=0.5) as bar:
+            with tqdm(total=self.progress.total, desc=self.label, unit="req", leave=True, mininterval=0.5,
+                      initial=self.progress.done) as bar:
                 while not self.future.done():
                     try:
                         self.future.result(0.2)
@@ -907,12 +940,14 @@ class LoadRun:
 
 
 def _expected_seconds(rate: float | None, concurrency: int | None, requests: int | None,
-                      duration: float | None) -> float:
+                      duration: float | None) -> float | None:
+    """How long a run will last, when that is known before it starts; None for a closed loop of
+    ``requests`` (it lasts as long as the service takes to answer them)."""
     if duration is not None:
         return duration
     if rate is not None and requests is not None:
         return requests / rate
-    return 2.0 if (requests or 0) > 2000 else 0.0
+    return None
 
 
 def _check_name(value: str, what: str) -> None:

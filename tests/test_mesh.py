@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import httpx
 import pandas as pd
@@ -20,7 +23,8 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client.parser import text_string_to_metric_families
 
 import meshlab
-from meshlab import Mesh, MeshError, Work
+from meshlab import LoadRun, Mesh, MeshError, Work
+from meshlab.load import LoadProgress
 
 CHAIN = {"a": "b", "b": "c", "c": None}
 
@@ -371,6 +375,70 @@ def test_two_versions_both_receive_traffic(mesh: Mesh) -> None:
     assert {r.json()["version"] for r in calls(mesh, "c", 5)} == {"v2"}
 
 
+def build_app(build: str) -> FastAPI:
+    """An app that says which build it is (a fix deployed with ``mesh.restart(..., app=...)``)."""
+    app = FastAPI()
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        me = meshlab.current_replica()
+        assert me is not None
+        return {"pod": me.name, "version": me.version, "build": build}
+
+    return app
+
+
+def test_kill_and_revive_one_version_leave_the_other_untouched(mesh: Mesh) -> None:
+    mesh.deploy("c", make_app("c"))  # c-v1-0
+    mesh.deploy("c", make_app("c"), version="v2", replicas=2)  # c-v2-0, c-v2-1
+    v1_before = mesh.endpoints("c").query("version == 'v1'").to_dict("records")
+    # replica= counts within the version: replica 1 of v2 is c-v2-1 (replica 1 of the service is c-v2-0)
+    killed = mesh.kill("c", 1, version="v2")
+    assert (killed.name, killed.version, killed.alive) == ("c-v2-1", "v2", False)
+    with pytest.raises(MeshError, match="no replica 1"):
+        mesh.kill("c", 1, version="v1")  # v1 has one replica
+    assert mesh.kill("c", 0, version="v2").name == "c-v2-0"  # now every v2 replica is down
+    wait_for(lambda: not mesh.endpoints("c").query("version == 'v2'")["healthy"].any())
+    ep = mesh.endpoints("c")
+    assert ep.query("version == 'v1'").to_dict("records") == v1_before  # same pod, address, health, restarts
+    assert ep.set_index("pod")["alive"].to_dict() == {"c-v1-0": True, "c-v2-0": False, "c-v2-1": False}
+    # v1 serves every request; none fails on the way (the dead v2 pods are out of the endpoints)
+    assert {(r.status_code, r.json()["pod"]) for r in calls(mesh, "c", 20)} == {(200, "c-v1-0")}
+
+    revived = mesh.revive("c", 1, version="v2")
+    assert revived is killed and revived.alive
+    ep = mesh.endpoints("c").set_index("pod")
+    assert ep["restarts"].to_dict() == {"c-v1-0": 0, "c-v2-0": 0, "c-v2-1": 1}
+    assert ep["healthy"].to_dict() == {"c-v1-0": True, "c-v2-0": False, "c-v2-1": True}
+    assert {r.json()["pod"] for r in calls(mesh, "c", 30)} == {"c-v1-0", "c-v2-1"}
+
+
+def test_restart_one_version_leaves_the_other_untouched(mesh: Mesh) -> None:
+    mesh.deploy("c", make_app("c"), replicas=2)
+    mesh.deploy("c", make_app("c"), version="v2")
+    v1_replicas = mesh.replicas("c", version="v1")
+    v1_before = mesh.endpoints("c").query("version == 'v1'").to_dict("records")
+
+    mesh.restart("c", version="v2", app=build_app("fixed"))
+    ep = mesh.endpoints("c")
+    assert ep["pod"].tolist() == ["c-v1-0", "c-v1-1", "c-v2-1"]  # only v2's pod was replaced
+    assert ep.query("version == 'v1'").to_dict("records") == v1_before
+    assert all(a is b for a, b in zip(mesh.replicas("c", version="v1"), v1_replicas, strict=True))
+    answers = [r.json() for r in calls(mesh, "c", 40)]
+    assert {(a["version"], a.get("build")) for a in answers} == {("v1", None), ("v2", "fixed")}
+    assert {a["pod"] for a in answers} == {"c-v1-0", "c-v1-1", "c-v2-1"}
+
+    # restarting v1 (same app) keeps v2's new app and leaves its pod alone
+    v2_before = mesh.endpoints("c").query("version == 'v2'").to_dict("records")
+    mesh.restart("c", version="v1")
+    ep = mesh.endpoints("c")
+    assert ep["pod"].tolist() == ["c-v2-1", "c-v1-2", "c-v1-3"]
+    assert ep.query("version == 'v2'").to_dict("records") == v2_before
+    answers = [r.json() for r in calls(mesh, "c", 40)]
+    assert {(a["pod"], a.get("build")) for a in answers} == {("c-v1-2", None), ("c-v1-3", None),
+                                                             ("c-v2-1", "fixed")}
+
+
 def test_endpoints_frame(mesh: Mesh) -> None:
     deploy_chain(mesh)
     ep = mesh.endpoints("b")
@@ -504,6 +572,63 @@ def test_load_counts_failures(mesh: Mesh) -> None:
     assert set(res.df["version"]) == {""}
 
 
+# -- the progress bar of mesh.load ---------------------------------------------------------------------
+# tqdm writes the bar to stderr: "load w/: 100%|██████████| 25/25 [00:01<00:00, 16.3req/s]"
+
+
+def bar_counts(err: str, label: str) -> list[tuple[int, int]]:
+    """(done, total) of every state of the tqdm bar ``label`` drawn on stderr."""
+    return [(int(n), int(total)) for n, total in re.findall(rf"{re.escape(label)}: +\d+%\|[^|]*\| (\d+)/(\d+) ", err)]
+
+
+def test_load_shows_a_progress_bar_for_runs_over_a_second(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    mesh.deploy("w", make_app("w"), work=Work(latency_ms=60))
+    # a closed loop of 25 requests one at a time: at least 25 x 60 ms = 1.5 s, a length not known in
+    # advance (it depends on the service), so the bar starts once the run has lasted 1 s
+    res = mesh.load("w", "/", concurrency=1, requests=25)
+    assert len(res.df) == 25 and res.elapsed_s > 1.5
+    seen = bar_counts(capsys.readouterr().err, "load w/")
+    assert seen and seen[-1] == (25, 25), seen
+    assert seen[0][0] > 0, "started late, already counting the requests done in the first second"
+    # open loop: 24 requests at 20/s last 1.2 s, known in advance: a bar from the start
+    mesh.deploy("fast", make_app("fast"))
+    mesh.load("fast", "/", rate=20, requests=24)
+    seen = bar_counts(capsys.readouterr().err, "load fast/")
+    assert seen and seen[-1] == (24, 24), seen
+
+
+def test_load_shows_no_progress_bar_for_short_runs_or_when_asked(mesh: Mesh,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    mesh.deploy("w", make_app("w"), work=Work(latency_ms=60))
+    mesh.deploy("fast", make_app("fast"))
+    mesh.load("fast", "/", concurrency=2, requests=10)  # well under a second
+    mesh.load("fast", "/", rate=200, requests=20)  # 0.1 s, known in advance
+    mesh.load("w", "/", concurrency=1, requests=20, progress=False)  # 1.2 s, but no bar asked for
+    assert capsys.readouterr().err == ""
+
+
+def test_load_run_result_draws_a_late_bar_from_the_shared_counters(capsys: pytest.CaptureFixture[str]) -> None:
+    """LoadRun alone (no mesh): a run of unknown length shows a bar only once it has lasted 1 s."""
+
+    def drive(future: Future[str], progress: LoadProgress, steps: int, step_s: float) -> None:
+        for _ in range(steps):
+            time.sleep(step_s)
+            progress.done += 1
+        future.set_result("finished")
+
+    for steps, step_s, label in [(12, 0.12, "slow"), (5, 0.02, "quick")]:
+        future: Future[str] = Future()
+        progress = LoadProgress(total=steps)
+        threading.Thread(target=drive, args=(future, progress, steps, step_s), daemon=True).start()
+        run = LoadRun(future, progress, None, label)  # type: ignore[arg-type]
+        assert run.result() == "finished"
+        seen = bar_counts(capsys.readouterr().err, label)
+        if label == "slow":
+            assert seen and seen[-1] == (12, 12) and seen[0][0] > 0, seen
+        else:
+            assert seen == []
+
+
 # -- errors and lifecycle -----------------------------------------------------------------------------
 
 
@@ -524,7 +649,7 @@ def test_errors_have_clear_messages(mesh: Mesh) -> None:
                lambda: mesh.restart("ghost"), lambda: mesh.replicas("ghost")):
         with pytest.raises(MeshError, match="no service 'ghost'"):
             op()
-    with pytest.raises(MeshError, match="cart has 1 replicas; no replica 3"):
+    with pytest.raises(MeshError, match=r"kill: cart has 1 replica\(s\), numbered 0 to 0; no replica 3"):
         mesh.kill("cart", 3)
     with pytest.raises(MeshError, match="no replica 1"):
         mesh.sidecar("cart", 1)
@@ -576,3 +701,21 @@ def test_acall_and_aload_from_another_event_loop(mesh: Mesh) -> None:
         return r.status_code, len(res.df)
 
     assert asyncio.run(main()) == (200, 6)
+
+
+def test_kill_revive_restart_name_what_does_not_exist(mesh: Mesh) -> None:
+    mesh.deploy("c", make_app("c"), replicas=1)
+    mesh.deploy("c", make_app("c"), replicas=2, version="v2")
+    with pytest.raises(MeshError, match=r"kill: c v1 has 1 replica\(s\), numbered 0 to 0; no replica 1"):
+        mesh.kill("c", 1, version="v1")
+    with pytest.raises(MeshError, match=r"kill: c has no version 'v9' \(deployed: v1, v2\)"):
+        mesh.kill("c", 0, version="v9")
+    with pytest.raises(MeshError, match=r"revive: c v2 has 2 replica\(s\), numbered 0 to 1; no replica 5"):
+        mesh.revive("c", 5, version="v2")
+    with pytest.raises(MeshError, match=r"restart: c has no version 'v9' \(deployed: v1, v2\)"):
+        mesh.restart("c", version="v9")
+    with pytest.raises(MeshError, match="nope"):
+        mesh.kill("nope")
+    mesh.scale("c", 0, version="v2")
+    with pytest.raises(MeshError, match="kill: c v2 has no replicas"):
+        mesh.kill("c", 0, version="v2")
