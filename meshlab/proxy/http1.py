@@ -111,7 +111,13 @@ class Headers:
         return current
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k == name.lower() for k, _ in self._items)
+        if not isinstance(name, str):
+            return False
+        name = name.lower()
+        for k, _ in self._items:
+            if k == name:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
