@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .timers import sleep_at_least
+
 if TYPE_CHECKING:
     from .mesh import Mesh
     from .proxy.sidecar import Sidecar
@@ -142,7 +144,7 @@ class Replica:
         try:
             delay = work.service_time(self.rng)
             if delay:
-                await asyncio.sleep(delay)
+                await sleep_at_least(delay)
             if work.error_rate and self.rng.random() < work.error_rate:
                 await _plain_response(send, 500, f"{self.name}: internal error (work model error_rate)\n")
             else:

@@ -51,7 +51,6 @@ the replicas' sidecars (``mesh.access_log(reporter="destination")``) shows every
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import uuid
@@ -61,6 +60,7 @@ from typing import Any
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
+from ..timers import sleep_at_least
 from ..workload import current_replica
 
 __all__ = ["make_app", "HttpbinState", "parse_codes", "MAX_DELAY_S", "LOCAL"]
@@ -197,7 +197,7 @@ def make_app(name: str = "httpbin", seed: int = 0) -> FastAPI:
     async def delay(request: Request, seconds: float) -> dict[str, Any]:
         """Answer after ``seconds`` (at most 10): a slow service for the timeouts chapter."""
         wait = min(max(seconds, 0.0), MAX_DELAY_S)
-        await asyncio.sleep(wait)
+        await sleep_at_least(wait)
         return {**_echo(request), "delay": wait}
 
     @app.get("/headers")

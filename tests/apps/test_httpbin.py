@@ -11,7 +11,6 @@ import random
 import re
 import uuid
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,7 +98,7 @@ def test_local_delay_is_capped(local: TestClient, monkeypatch: pytest.MonkeyPatc
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(httpbin, "asyncio", SimpleNamespace(sleep=fake_sleep))
+    monkeypatch.setattr(httpbin, "sleep_at_least", fake_sleep)
     assert local.get("/delay/0.25").json()["delay"] == 0.25
     assert local.get("/delay/99").json()["delay"] == MAX_DELAY_S
     assert local.get("/delay/-1").json()["delay"] == 0.0

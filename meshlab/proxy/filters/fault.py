@@ -17,10 +17,10 @@ and an abort on the same route can both apply (delay first, then abort), as in E
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ...config.duration import parse_duration
+from ...timers import sleep_at_least
 from .. import flags as F
 from ..http1 import local_reply
 
@@ -60,7 +60,7 @@ class FaultFilter:
         if delay is not None and delay.fixedDelay is not None and rng.random() * 100.0 < fault_percentage(delay):
             stream.flag(F.DI)
             stats["fault.delays_injected"] += 1
-            await asyncio.sleep(parse_duration(delay.fixedDelay))
+            await sleep_at_least(parse_duration(delay.fixedDelay))
         abort = fault.abort
         if abort is not None and abort.httpStatus is not None and rng.random() * 100.0 < fault_percentage(abort):
             stream.flag(F.FI)

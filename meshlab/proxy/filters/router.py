@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ...config.duration import parse_duration
 from ...security.peer_authentication import effective_mode
+from ...timers import sleep_at_least
 from .. import flags as F
 from ..http1 import Headers, Request, Response, local_reply
 from ..pool import ConnectFailure, UpstreamReset
@@ -213,7 +214,7 @@ class Router:
                     return resp
                 holds_budget = True
                 stats[f"{prefix}.upstream_rq_retry"] += 1
-                await asyncio.sleep(policy.backoff(n, stream.sidecar.rng))
+                await sleep_at_least(policy.backoff(n, stream.sidecar.rng))
         finally:
             if holds_budget:
                 cluster.breaker.retry_done()
