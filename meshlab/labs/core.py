@@ -20,6 +20,11 @@ plain text with an emoji cue, displayed as rich output inside a Jupyter kernel a
 printed elsewhere; it never shows a traceback. The outcome is kept on the question
 (``last_outcome``, ``last_result``) and in the session's :func:`~meshlab.labs.progress`.
 
+Answers written in Istio YAML go through :func:`load_yaml_answer` (a string, YAML, accepted
+by Istio's validation, else :class:`Incorrect`) and :func:`describe_kinds` (what a wrong
+answer holds instead); the playground functions of a lab read their YAML with
+:func:`playground_yaml`, which tells the learner what is wrong instead of raising.
+
 Exceptions::
 
     Exception
@@ -30,15 +35,26 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ClassVar, Literal
 
+from meshlab.config import ConfigError, Resource, load
 from meshlab.labs import tracking
 from meshlab.labs.blank import BLANK, BLANK_TEXT, contains_blank
 
-__all__ = ["Incorrect", "Outcome", "Question", "Result", "bind_questions"]
+__all__ = [
+    "Incorrect",
+    "Outcome",
+    "Question",
+    "Result",
+    "bind_questions",
+    "describe_kinds",
+    "load_yaml_answer",
+    "playground_yaml",
+]
 
 Outcome = Literal["correct", "incorrect", "not_attempted"]
 
@@ -305,3 +321,45 @@ def bind_questions(namespace: MutableMapping[str, Any]) -> list[str]:
             names.append(name)
     namespace[BLANK_TEXT] = BLANK
     return [*names, BLANK_TEXT]
+
+
+# -- answers written in Istio YAML --------------------------------------------------------------
+
+
+def load_yaml_answer(text: Any, var: str, should_hold: str) -> list[Resource]:
+    """The resources of a YAML answer, validated like Istio's admission does; Incorrect if unusable.
+
+    ``var`` is the notebook variable holding ``text``; ``should_hold`` ends the message shown when
+    ``text`` does not look like YAML documents, after "`var` should hold ", e.g. "a whole
+    VirtualService in YAML, several lines long, starting with `apiVersion:` and `kind:`."
+    What the documents must be (their kinds, how many) is the question's to check.
+    """
+    if not isinstance(text, str):
+        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
+                        f"yours is a `{type(text).__name__}`.")
+    if "\n" not in text.strip() or "kind:" not in text:
+        raise Incorrect(f"`{var}` should hold {should_hold}")
+    try:
+        return load(text)
+    except ConfigError as exc:
+        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
+
+
+def describe_kinds(resources: Iterable[Resource]) -> str:
+    """How many documents of each kind, for a message: "1 DestinationRule, 2 VirtualService"."""
+    kinds = Counter(r.kind for r in resources)
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no document"
+
+
+def playground_yaml(text: Any, again: str) -> list[Resource] | None:
+    """The resources of the YAML a playground function (``preview``, ``trial``) was given, or None
+    after telling the learner why not (a ``____`` left, YAML Istio would refuse); ``again`` names
+    the function in "then run preview() again"."""
+    if contains_blank(text):
+        show(f"⭕ Replace every ____ in your YAML first, then run {again} again.")
+        return None
+    try:
+        return load(text)
+    except ConfigError as exc:
+        show(f"❌ Istio would refuse this YAML:\n{exc}")
+        return None

@@ -37,10 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from meshlab.config import ConfigError, Resource, load
-from meshlab.labs.blank import contains_blank
-from meshlab.labs.core import Incorrect, Question, bind_questions
-from meshlab.labs.core import show as _show
+from meshlab.config import Resource
+from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
 
 __all__ = ["DESTINATION_RULES", "SEED", "bookinfo_mesh", "preview"]
 
@@ -135,21 +133,11 @@ def bookinfo_mesh(seed: int = SEED) -> Iterator[Any]:
 
 def _parse(text: Any, var: str, host: str) -> list[Resource]:
     """The learner's documents, validated like Istio's admission does; Incorrect if unusable."""
-    if not isinstance(text, str):
-        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
-                        f"yours is a `{type(text).__name__}`.")
-    if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(f"`{var}` should hold a whole VirtualService in YAML, several lines long, "
-                        "starting with `apiVersion:` and `kind:`.")
-    try:
-        resources = load(text)
-    except ConfigError as exc:
-        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
-    kinds = Counter(r.kind for r in resources)
-    if kinds.get("VirtualService", 0) != 1 or len(resources) != 1:
-        found = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no document"
-        raise Incorrect(f"`{var}` should hold exactly one VirtualService (found {found}). The check applies "
-                        f"the DestinationRules itself, as in Istio's request-routing task.")
+    resources = load_yaml_answer(text, var, "a whole VirtualService in YAML, several lines long, starting with "
+                                            "`apiVersion:` and `kind:`.")
+    if [r.kind for r in resources] != ["VirtualService"]:
+        raise Incorrect(f"`{var}` should hold exactly one VirtualService (found {describe_kinds(resources)}). The "
+                        "check applies the DestinationRules itself, as in Istio's request-routing task.")
     return resources
 
 
@@ -225,13 +213,8 @@ def preview(vs_yaml: Any, requests: int = 20) -> pd.DataFrame | None:
     """Apply ``vs_yaml`` to a fresh Bookinfo mesh (with the DestinationRules) and show which reviews
     version each kind of user gets over ``requests`` page loads: a place to try a VirtualService
     before checking it. Returns a table (rows: users; columns: versions served)."""
-    if contains_blank(vs_yaml):
-        _show("⭕ Replace every ____ in your YAML first, then run preview() again.")
-        return None
-    try:
-        resources = load(vs_yaml)
-    except ConfigError as exc:
-        _show(f"❌ Istio would refuse this YAML:\n{exc}")
+    resources = playground_yaml(vs_yaml, "preview()")
+    if resources is None:
         return None
     users = {"jason": "jason", "another user (alice)": "alice", "anonymous": None}
     rows = {}

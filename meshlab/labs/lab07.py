@@ -47,10 +47,8 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from meshlab.config import ConfigError, Resource, load
-from meshlab.labs.blank import contains_blank
-from meshlab.labs.core import Incorrect, Question, bind_questions
-from meshlab.labs.core import show as _show
+from meshlab.config import Resource
+from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
 
 __all__ = ["SEED", "BUDGET_MS", "MAX_MS", "MAX_TRIES", "FLAKY_REQUESTS", "httpbin_mesh", "relay", "trial"]
 
@@ -101,24 +99,13 @@ def _settle(mesh: Any, limit_s: float = 3.0) -> None:
 
 def _parse(text: Any, var: str) -> list[Resource]:
     """The learner's VirtualService for httpbin, validated like Istio's admission; Incorrect if unusable."""
-    if not isinstance(text, str):
+    resources = load_yaml_answer(
+        text, var, "a whole VirtualService in YAML, several lines long, starting with `apiVersion:` and `kind:`."
+    )
+    if [r.kind for r in resources] != ["VirtualService"]:
         raise Incorrect(
-            f"`{var}` should be a string holding YAML (use triple quotes); "
-            f"yours is a `{type(text).__name__}`."
+            f"`{var}` should hold exactly one VirtualService, for httpbin (found {describe_kinds(resources)})."
         )
-    if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(
-            f"`{var}` should hold a whole VirtualService in YAML, several lines long, "
-            "starting with `apiVersion:` and `kind:`."
-        )
-    try:
-        resources = load(text)
-    except ConfigError as exc:
-        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
-    kinds = Counter(r.kind for r in resources)
-    if kinds.get("VirtualService", 0) != 1 or len(resources) != 1:
-        found = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no document"
-        raise Incorrect(f"`{var}` should hold exactly one VirtualService, for httpbin (found {found}).")
     return resources
 
 
@@ -177,13 +164,8 @@ def trial(
     (``concurrency`` at a time): a place to try a VirtualService before checking it. Returns one
     row per (status, response flags) with the count, the p50/p99 latency in ms and the tries each
     request made on average (from httpbin's access log)."""
-    if contains_blank(vs_yaml):
-        _show("⭕ Replace every ____ in your YAML first, then run trial() again.")
-        return None
-    try:
-        resources = load(vs_yaml)
-    except ConfigError as exc:
-        _show(f"❌ Istio would refuse this YAML:\n{exc}")
+    resources = playground_yaml(vs_yaml, "trial()")
+    if resources is None:
         return None
     with httpbin_mesh() as mesh:
         mesh.apply(resources)

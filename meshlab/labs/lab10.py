@@ -39,17 +39,16 @@ Messages point at the concept that is wrong without writing the YAML for the lea
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from meshlab.config import ConfigError, Resource, load
+from meshlab.config import Resource
 from meshlab.labs.blank import contains_blank
-from meshlab.labs.core import Incorrect, Question, bind_questions
+from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer
 from meshlab.labs.core import show as _show
 from meshlab.proxy.outlier import OutlierConfig
 
@@ -147,21 +146,11 @@ def most_at_once(log: pd.DataFrame) -> int:
 
 def _parse(text: Any, var: str) -> list[Resource]:
     """The learner's DestinationRule, validated like Istio's admission does; Incorrect if unusable."""
-    if not isinstance(text, str):
-        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
-                        f"yours is a `{type(text).__name__}`.")
-    if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(f"`{var}` should hold a whole DestinationRule in YAML, several lines long, "
-                        "starting with `apiVersion:` and `kind:`.")
-    try:
-        resources = load(text)
-    except ConfigError as exc:
-        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
-    kinds = Counter(r.kind for r in resources)
-    if kinds.get("DestinationRule", 0) != 1 or len(resources) != 1:
-        found = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no document"
-        raise Incorrect(f"`{var}` should hold exactly one DestinationRule (found {found}): connection pools "
-                        "and outlier detection are traffic policies of the destination.")
+    resources = load_yaml_answer(text, var, "a whole DestinationRule in YAML, several lines long, starting with "
+                                            "`apiVersion:` and `kind:`.")
+    if [r.kind for r in resources] != ["DestinationRule"]:
+        raise Incorrect(f"`{var}` should hold exactly one DestinationRule (found {describe_kinds(resources)}): "
+                        "connection pools and outlier detection are traffic policies of the destination.")
     return resources
 
 
@@ -346,12 +335,14 @@ class EjectFailingReplica(Question):
 
 # -- a playground -----------------------------------------------------------------------------------
 
-def _playground_resources(text: Any, var: str) -> list[Resource] | None:
+def _playground(text: Any, var: str, run: Callable[[list[Resource]], dict[str, Any]]) -> dict[str, Any] | None:
+    """What ``run`` (a check's measurement) finds with the learner's rule ``text``; None after showing
+    why there is nothing to run (a ``____`` left, a rule the check would not use)."""
     if contains_blank(text):
         _show("⭕ Replace every ____ in your YAML first, then run this again.")
         return None
     try:
-        return _parse(text, var)
+        return run(_parse(text, var))
     except Incorrect as exc:
         _show(f"❌ {exc}")
         return None
@@ -360,13 +351,8 @@ def _playground_resources(text: Any, var: str) -> list[Resource] | None:
 def try_pool(pool_dr: Any) -> pd.DataFrame | None:
     """Apply ``pool_dr`` to a fresh mesh with a slow httpbin and let ten clients send requests back to
     back for a second, as q1's check does; one row of what happened (nothing is checked)."""
-    resources = _playground_resources(pool_dr, "pool_dr")
-    if resources is None:
-        return None
-    try:
-        m = _measure_pool(resources)
-    except Incorrect as exc:
-        _show(f"❌ {exc}")
+    m = _playground(pool_dr, "pool_dr", _measure_pool)
+    if m is None:
         return None
     return pd.DataFrame([{"requests": m["requests"], "served (200)": m["ok"], "refused at once": m["uo"],
                           "other errors": m["other_errors"], "most at httpbin at once": m["served_at_once"],
@@ -376,13 +362,8 @@ def try_pool(pool_dr: Any) -> pd.DataFrame | None:
 def try_outlier(outlier_dr: Any) -> pd.DataFrame | None:
     """Apply ``outlier_dr`` in front of httpbin's bad replica and send traffic, as q2's check does; the
     ejections and returns that outlier detection decided (nothing is checked)."""
-    resources = _playground_resources(outlier_dr, "outlier_dr")
-    if resources is None:
-        return None
-    try:
-        w = _watch_ejections(resources)
-    except Incorrect as exc:
-        _show(f"❌ {exc}")
+    w = _playground(outlier_dr, "outlier_dr", _watch_ejections)
+    if w is None:
         return None
     _show(f"{w['errors']} of {w['requests']} requests failed; {w['bad_requests']} went to {BAD_POD}.")
     return w["events"][["t", "pod", "action", "times_ejected", "ejection_s", "reason"]].round({"t": 2})

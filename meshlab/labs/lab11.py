@@ -52,10 +52,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from meshlab.config import ConfigError, Resource, load
-from meshlab.labs.blank import contains_blank
-from meshlab.labs.core import Incorrect, Question, bind_questions
-from meshlab.labs.core import show as _show
+from meshlab.config import Resource
+from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
 
 __all__ = ["SEED", "PAYMENTS_SETUP", "BROKEN_DR", "lab_mesh", "preview", "mystery_certificate"]
 
@@ -73,6 +71,18 @@ PAYMENTS = "payments"
 MYSTERY = {"service": "ledger", "namespace": "finance", "service_account": "ledger-writer"}
 #: Istio's defaults for workload certificates (istio-agent: SECRET_TTL, SECRET_GRACE_PERIOD_RATIO)
 ISTIO_CERT_TTL_H, ISTIO_GRACE_RATIO = 24.0, 0.5
+
+#: Namespace ``default`` STRICT: the first document of q1's answer, and where q2's mesh starts.
+STRICT_NAMESPACE = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: default
+spec:
+  mtls:
+    mode: STRICT
+"""
 
 BROKEN_DR = """\
 apiVersion: networking.istio.io/v1
@@ -95,17 +105,7 @@ spec:
 
 #: What q2's mesh runs before the learner's DestinationRule: namespace default STRICT, the old
 #: DestinationRule of payments (plaintext to it) and a route to its subset v1.
-PAYMENTS_SETUP = """\
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: default
-spec:
-  mtls:
-    mode: STRICT
----
-""" + BROKEN_DR + """\
+PAYMENTS_SETUP = STRICT_NAMESPACE + "---\n" + BROKEN_DR + """\
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -181,13 +181,8 @@ def preview(yaml_text: Any = None, broken_payments: bool = False) -> pd.DataFram
     and show, per workload, the mTLS mode its sidecar enforces, what a plaintext client without a
     sidecar gets and what a client with a sidecar gets (status, flags, connection security).
     A playground: nothing is checked."""
-    if yaml_text is not None and contains_blank(yaml_text):
-        _show("⭕ Replace every ____ in your YAML first, then run preview() again.")
-        return None
-    try:
-        resources = load(yaml_text) if yaml_text is not None else []
-    except ConfigError as exc:
-        _show(f"❌ Istio would refuse this YAML:\n{exc}")
+    resources = [] if yaml_text is None else playground_yaml(yaml_text, "preview()")
+    if resources is None:
         return None
     rows = {}
     with lab_mesh() as mesh:
@@ -218,34 +213,16 @@ def preview(yaml_text: Any = None, broken_payments: bool = False) -> pd.DataFram
 def _parse(text: Any, var: str, kind: str, exactly_one: bool = False) -> list[Resource]:
     """The learner's documents, validated like Istio's admission does; Incorrect if unusable."""
     what = f"a {kind}" if exactly_one else f"one or more {kind} documents"
-    if not isinstance(text, str):
-        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
-                        f"yours is a `{type(text).__name__}`.")
-    if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(f"`{var}` should hold {what} in YAML, several lines long, each document starting "
-                        "with `apiVersion:` and `kind:`.")
-    try:
-        resources = load(text)
-    except ConfigError as exc:
-        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
-    kinds = Counter(r.kind for r in resources)
-    if set(kinds) != {kind} or (exactly_one and len(resources) != 1):
-        found = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no document"
-        raise Incorrect(f"`{var}` should hold {what} only (found {found}).")
+    resources = load_yaml_answer(text, var, f"{what} in YAML, several lines long, each document starting with "
+                                            "`apiVersion:` and `kind:`.")
+    if {r.kind for r in resources} != {kind} or (exactly_one and len(resources) != 1):
+        raise Incorrect(f"`{var}` should hold {what} only (found {describe_kinds(resources)}).")
     return resources
 
 
 # -- q1: STRICT namespace, one PERMISSIVE workload ----------------------------------------------------
 
-STRICT_SOLUTION = """\
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: default
-spec:
-  mtls:
-    mode: STRICT
+STRICT_SOLUTION = STRICT_NAMESPACE + """\
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication

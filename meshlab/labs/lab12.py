@@ -42,10 +42,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from meshlab.config import ConfigError, Resource, load
-from meshlab.labs.blank import contains_blank
-from meshlab.labs.core import Incorrect, Question, bind_questions
-from meshlab.labs.core import show as _show
+from meshlab.config import Resource
+from meshlab.labs.core import Incorrect, Question, bind_questions, load_yaml_answer, playground_yaml
 
 __all__ = ["SEED", "ISSUER", "JWKS_URI", "BOOKINFO_GATEWAY", "bookinfo_mesh", "call_from", "preview"]
 
@@ -165,16 +163,8 @@ def _said(result: tuple[int, str]) -> str:
 def _parse(text: Any, var: str, kinds: tuple[str, ...]) -> list[Resource]:
     """The learner's documents, validated like Istio's admission does; Incorrect if unusable."""
     wanted = " and ".join(kinds)
-    if not isinstance(text, str):
-        raise Incorrect(f"`{var}` should be a string holding YAML (use triple quotes); "
-                        f"yours is a `{type(text).__name__}`.")
-    if "\n" not in text.strip() or "kind:" not in text:
-        raise Incorrect(f"`{var}` should hold Istio resources ({wanted}) in YAML, several lines long, "
-                        "each starting with `apiVersion:` and `kind:`, separated by `---`.")
-    try:
-        resources = load(text)
-    except ConfigError as exc:
-        raise Incorrect(f"Istio would refuse this YAML (kubectl apply would fail):\n{exc}") from None
+    resources = load_yaml_answer(text, var, f"Istio resources ({wanted}) in YAML, several lines long, each "
+                                            "starting with `apiVersion:` and `kind:`, separated by `---`.")
     others = sorted({r.kind for r in resources if r.kind not in kinds})
     if others:
         raise Incorrect(f"`{var}` should only hold {wanted} resources; it also has {', '.join(others)}.")
@@ -258,13 +248,8 @@ def preview(policy_yaml: Any, method: str = "GET") -> pd.DataFrame | None:
     """Apply ``policy_yaml`` to a fresh Bookinfo mesh and return who can call whom: the status of
     one real ``method`` request from each caller (rows; ``(no sidecar)`` is a plaintext caller)
     to each service (columns). 403 is the sidecar refusing; 0 a reset connection."""
-    if contains_blank(policy_yaml):
-        _show("⭕ Replace every ____ in your YAML first, then run preview() again.")
-        return None
-    try:
-        resources = load(policy_yaml)
-    except ConfigError as exc:
-        _show(f"❌ Istio would refuse this YAML:\n{exc}")
+    resources = playground_yaml(policy_yaml, "preview()")
+    if resources is None:
         return None
     rows = {}
     with bookinfo_mesh() as mesh:
@@ -357,24 +342,7 @@ spec:
     - operation:
         methods: ["GET"]
 ---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: ratings-viewer
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: ratings
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/bookinfo-reviews"]
-    to:
-    - operation:
-        methods: ["GET"]
-"""
+""" + RATINGS_SOLUTION  # reviews -> ratings: q1's policy, unchanged
 
 JWT_SOLUTION = """\
 apiVersion: security.istio.io/v1

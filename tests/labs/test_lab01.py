@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from labtools import outcome
 
 from meshlab.apps import shop
 from meshlab.labs import ____
@@ -26,14 +27,6 @@ from meshlab.labs.lab01 import (
     q3,
     try_spike,
 )
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
 
 
 # -- q1: scale for the spike --------------------------------------------------------------------

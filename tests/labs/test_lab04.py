@@ -8,16 +8,22 @@ Istio's CRD schemas with ``../shared/tools/istio-schema-check`` when the shared 
 
 from __future__ import annotations
 
-import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-import yaml
+from labtools import (
+    check_learner_copy,
+    istio_sample,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_answers,
+    swap,
+    yaml_documents,
+)
 
 from meshlab.labs import ____
 from meshlab.labs.lab04 import (
@@ -31,24 +37,7 @@ from meshlab.labs.lab04 import (
     q3,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "04-routing-and-canary.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "04-routing-and-canary.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
-
-
-def swap(text: str, old: str, new: str, count: int = 1) -> str:
-    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
-    assert old in text, old
-    return text.replace(old, new, count)
+SOLUTION_NB, LEARNER_NB = notebooks("04-routing-and-canary")
 
 
 def without_route(text: str, start: str, end: str | None = None) -> str:
@@ -212,49 +201,23 @@ def test_preview_shows_versions_per_user(capsys: pytest.CaptureFixture[str]) -> 
 
 # -- the solution notebook and the YAML ----------------------------------------------------------------
 
-def solution_answers() -> dict[str, str]:
-    """Variable -> YAML assigned inside the solution notebook's BEGIN/END SOLUTION regions."""
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
-            continue
-        region = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-        for node in ast.parse(region).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                found[node.targets[0].id] = node.value.value.lstrip("\n")  # type: ignore[attr-defined]
-    return found
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
-    assert solution_answers() == {"jason_vs": JASON_SOLUTION, "canary_vs": CANARY_SOLUTION,
-                                  "rewrite_vs": REWRITE_SOLUTION}
+    assert solution_answers(SOLUTION_NB) == {"jason_vs": JASON_SOLUTION, "canary_vs": CANARY_SOLUTION,
+                                             "rewrite_vs": REWRITE_SOLUTION}
     assert (q1._solution, q2._solution, q3._solution) == (JASON_SOLUTION, CANARY_SOLUTION, REWRITE_SOLUTION)
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 3
-    for answer in ("exact: jason", "weight: 90", "prefix: /api/ratings/", "rewrite:"):
-        assert answer not in text
+    check_learner_copy(LEARNER_NB, blanks=3,
+                       hidden=("exact: jason", "weight: 90", "prefix: /api/ratings/", "rewrite:"))
 
 
 def test_destination_rules_are_istios_sample() -> None:
-    sample = REPO_ROOT.parent / "shared" / "istio" / "bookinfo-networking" / "destination-rule-all.yaml"
-    if not sample.is_file():
-        pytest.skip("../shared/istio is not beside the repository")
-    docs = [d for d in yaml.safe_load_all(sample.read_text()) if d]
-    assert [d for d in yaml.safe_load_all(DESTINATION_RULES) if d] == docs
+    docs = yaml_documents(istio_sample("destination-rule-all.yaml"))
+    assert yaml_documents(DESTINATION_RULES) == docs
 
 
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+@needs_schema_check
 def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
-    files = []
-    for name, text in {**solution_answers(), "destination_rules": DESTINATION_RULES}.items():
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text, encoding="utf-8")
-        files.append(str(path))
-    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 Istio documents checked, 0 invalid" in result.stdout
+    output = schema_check(tmp_path, {**solution_answers(SOLUTION_NB), "destination_rules": DESTINATION_RULES})
+    assert "7 Istio documents checked, 0 invalid" in output

@@ -7,14 +7,19 @@ margins wide enough for a busy machine.
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+from labtools import (
+    check_learner_copy,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_answers,
+    swap,
+)
 
 from meshlab.labs import ____
 from meshlab.labs.lab07 import (
@@ -27,24 +32,7 @@ from meshlab.labs.lab07 import (
     trial,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "07-timeouts-and-retries.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "07-timeouts-and-retries.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
-
-
-def swap(text: str, old: str, new: str) -> str:
-    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
-    assert old in text, old
-    return text.replace(old, new, 1)
+SOLUTION_NB, LEARNER_NB = notebooks("07-timeouts-and-retries")
 
 
 # -- q1: fail fast ---------------------------------------------------------------------------------
@@ -223,24 +211,8 @@ def test_trial_shows_what_a_virtual_service_does(capsys: pytest.CaptureFixture[s
 # -- the solution notebook and the YAML ------------------------------------------------------------
 
 
-def solution_answers() -> dict[str, Any]:
-    """Variable -> value assigned inside the solution notebook's BEGIN/END SOLUTION regions."""
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
-            continue
-        region = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-        for node in ast.parse(region).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                value = node.value.value
-                name = node.targets[0].id  # type: ignore[attr-defined]
-                found[name] = value.lstrip("\n") if isinstance(value, str) else value
-    return found
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
-    assert solution_answers() == {
+    assert solution_answers(SOLUTION_NB) == {
         "fail_fast_vs": FAIL_FAST_SOLUTION,
         "retries_vs": RETRIES_SOLUTION,
         "requests_to_b": 3,
@@ -250,22 +222,13 @@ def test_solution_notebook_answers_are_the_questions_solutions() -> None:
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 4
-    for answer in ("timeout: 0.1s", "attempts: 4", "requests_to_c = 9", "3 x 3 = 9"):
-        assert answer not in text
-
-
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
-def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
-    files = []
-    texts = {name: v for name, v in solution_answers().items() if isinstance(v, str)}
-    for name, text in {**texts, "no_retries_into_a": NO_RETRIES_INTO_A}.items():
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text, encoding="utf-8")
-        files.append(str(path))
-    result = subprocess.run(
-        [sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True, check=False
+    check_learner_copy(
+        LEARNER_NB, blanks=4, hidden=("timeout: 0.1s", "attempts: 4", "requests_to_c = 9", "3 x 3 = 9")
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 Istio documents checked, 0 invalid" in result.stdout
+
+
+@needs_schema_check
+def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
+    texts = solution_answers(SOLUTION_NB, strings_only=True)
+    output = schema_check(tmp_path, {**texts, "no_retries_into_a": NO_RETRIES_INTO_A})
+    assert "3 Istio documents checked, 0 invalid" in output

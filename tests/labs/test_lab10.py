@@ -8,15 +8,20 @@ Istio's CRD schemas with ``../shared/tools/istio-schema-check`` when the shared 
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pandas as pd
 import pytest
+from labtools import (
+    check_learner_copy,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_answers,
+    swap,
+)
 
 from meshlab.labs import ____
 from meshlab.labs.lab10 import (
@@ -31,24 +36,7 @@ from meshlab.labs.lab10 import (
     try_pool,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "10-circuit-breaking.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "10-circuit-breaking.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
-
-
-def swap(text: str, old: str, new: str) -> str:
-    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
-    assert old in text, old
-    return text.replace(old, new, 1)
+SOLUTION_NB, LEARNER_NB = notebooks("10-circuit-breaking")
 
 
 # -- q1: a connection pool -------------------------------------------------------------------------
@@ -207,45 +195,24 @@ def test_playground_shows_numbers_and_handles_blanks(capsys: pytest.CaptureFixtu
 
 # -- the solution notebook and the YAML ----------------------------------------------------------------
 
-def solution_answers() -> dict[str, Any]:
-    """Variable -> value assigned inside the solution notebook's BEGIN/END SOLUTION regions."""
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
-            continue
-        region = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-        for node in ast.parse(region).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                value = node.value.value
-                found[node.targets[0].id] = value.lstrip("\n") if isinstance(value, str) else value  # type: ignore[attr-defined]
-    return found
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
     numbers: dict[str, Any] = {}
     exec(NUMBERS_SOLUTION, numbers)  # noqa: S102 - our own constant
-    assert solution_answers() == {"pool_dr": POOL_SOLUTION, "outlier_dr": OUTLIER_SOLUTION,
-                                  "refused_status": numbers["refused_status"], "refused_flag": numbers["refused_flag"],
-                                  "third_ejection_s": numbers["third_ejection_s"]}
+    assert solution_answers(SOLUTION_NB) == {"pool_dr": POOL_SOLUTION, "outlier_dr": OUTLIER_SOLUTION,
+                                             "refused_status": numbers["refused_status"],
+                                             "refused_flag": numbers["refused_flag"],
+                                             "third_ejection_s": numbers["third_ejection_s"]}
     assert (q1._solution, q2._solution, q3._solution) == (POOL_SOLUTION, OUTLIER_SOLUTION, NUMBERS_SOLUTION)
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 5
-    for answer in ("maxConnections", "http1MaxPendingRequests", "consecutive5xxErrors", "baseEjectionTime: 2s",
-                   "= 503", "\\\"UO\\\"", "= 90"):
-        assert answer not in text, answer
+    check_learner_copy(LEARNER_NB, blanks=5,
+                       hidden=("maxConnections", "http1MaxPendingRequests", "consecutive5xxErrors",
+                               "baseEjectionTime: 2s", "= 503", "\\\"UO\\\"", "= 90"))
 
 
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+@needs_schema_check
 def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
-    files = []
-    for name in ("pool_dr", "outlier_dr"):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(solution_answers()[name], encoding="utf-8")
-        files.append(str(path))
-    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 Istio documents checked, 0 invalid" in result.stdout
+    answers = solution_answers(SOLUTION_NB)
+    output = schema_check(tmp_path, {name: answers[name] for name in ("pool_dr", "outlier_dr")})
+    assert "2 Istio documents checked, 0 invalid" in output

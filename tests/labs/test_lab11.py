@@ -9,15 +9,21 @@ the lab's own setup are also checked against Istio's CRD schemas with
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from cryptography import x509
+from labtools import (
+    check_learner_copy,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_answers,
+    solution_regions,
+    swap,
+)
 
 from meshlab.control.ca import spiffe_of
 from meshlab.labs import ____
@@ -34,24 +40,7 @@ from meshlab.labs.lab11 import (
     q3,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "11-mtls-migration.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "11-mtls-migration.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
-
-
-def swap(text: str, old: str, new: str, count: int = 1) -> str:
-    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
-    assert old in text, old
-    return text.replace(old, new, count)
+SOLUTION_NB, LEARNER_NB = notebooks("11-mtls-migration")
 
 
 NAMESPACE_DOC, LEGACY_DOC = STRICT_SOLUTION.split("---\n")
@@ -214,50 +203,20 @@ def test_preview_shows_modes_and_outcomes(capsys: pytest.CaptureFixture[str]) ->
 
 # -- the solution notebook and the YAML ------------------------------------------------------------------
 
-def solution_regions() -> list[str]:
-    """The code between BEGIN/END SOLUTION in the solution notebook, without the learner lines."""
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    regions = []
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
-            region = cell.source.split("### BEGIN SOLUTION\n", 1)[1].split("### END SOLUTION", 1)[0]
-            regions.append("".join(line for line in region.splitlines(keepends=True)
-                                   if not line.lstrip().startswith("# learner:")))
-    return regions
-
-
-def solution_answers() -> dict[str, str]:
-    """Variable -> string constant assigned inside the solution regions."""
-    found = {}
-    for region in solution_regions():
-        for node in ast.parse(region).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(
-                    node.value.value, str):
-                found[node.targets[0].id] = node.value.value.lstrip("\n")  # type: ignore[attr-defined]
-    return found
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
-    assert solution_answers() == {"strict_yaml": STRICT_SOLUTION, "payments_dr": DR_SOLUTION}
-    assert solution_regions()[2] == CERT_SOLUTION
+    assert solution_answers(SOLUTION_NB, strings_only=True) == {"strict_yaml": STRICT_SOLUTION,
+                                                                 "payments_dr": DR_SOLUTION}
+    assert solution_regions(SOLUTION_NB)[2] == CERT_SOLUTION
     assert (q1._solution, q2._solution, q3._solution) == (STRICT_SOLUTION, DR_SOLUTION, CERT_SOLUTION)
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 6
-    for answer in ("ISTIO_MUTUAL", "ledger-writer", "24 * 0.5", "app: legacy-api", "BEGIN SOLUTION"):
-        assert answer not in text
+    check_learner_copy(LEARNER_NB, blanks=6,
+                       hidden=("ISTIO_MUTUAL", "ledger-writer", "24 * 0.5", "app: legacy-api", "BEGIN SOLUTION"))
 
 
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+@needs_schema_check
 def test_solution_and_setup_yaml_pass_istios_schema(tmp_path: Path) -> None:
-    files = []
-    for name, text in {**solution_answers(), "payments_setup": PAYMENTS_SETUP}.items():
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text, encoding="utf-8")
-        files.append(str(path))
-    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 Istio documents checked, 0 invalid" in result.stdout
+    texts = solution_answers(SOLUTION_NB, strings_only=True)
+    output = schema_check(tmp_path, {**texts, "payments_setup": PAYMENTS_SETUP})
+    assert "6 Istio documents checked, 0 invalid" in output

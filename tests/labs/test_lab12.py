@@ -9,15 +9,21 @@ shared folder is there.
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-import yaml
+from labtools import (
+    check_learner_copy,
+    istio_sample,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_answers,
+    swap,
+    yaml_documents,
+)
 
 from meshlab.labs import ____
 from meshlab.labs.lab12 import (
@@ -31,26 +37,9 @@ from meshlab.labs.lab12 import (
     q3,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "12-least-privilege.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "12-least-privilege.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
+SOLUTION_NB, LEARNER_NB = notebooks("12-least-privilege")
 
 REVIEWS = "cluster.local/ns/default/sa/bookinfo-reviews"
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    """Check ``answers`` silently; (outcome, message)."""
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
-
-
-def swap(text: str, old: str, new: str, count: int = 1) -> str:
-    """``text`` with ``old`` replaced by ``new``; fails if ``old`` is not there (keeps the cases honest)."""
-    assert old in text, old
-    return text.replace(old, new, count)
 
 
 def documents(text: str) -> list[str]:
@@ -226,49 +215,23 @@ def test_preview_shows_who_can_call_whom(capsys: pytest.CaptureFixture[str]) -> 
 
 # -- the solution notebook and the YAML ----------------------------------------------------------------
 
-def solution_answers() -> dict[str, str]:
-    """Variable -> YAML assigned inside the solution notebook's BEGIN/END SOLUTION regions."""
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
-            continue
-        region = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-        for node in ast.parse(region).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                found[node.targets[0].id] = node.value.value.lstrip("\n")  # type: ignore[attr-defined]
-    return found
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
-    assert solution_answers() == {"ratings_policy": RATINGS_SOLUTION, "deny_by_default": DENY_BY_DEFAULT_SOLUTION,
-                                  "jwt_policy": JWT_SOLUTION}
+    assert solution_answers(SOLUTION_NB) == {"ratings_policy": RATINGS_SOLUTION,
+                                             "deny_by_default": DENY_BY_DEFAULT_SOLUTION, "jwt_policy": JWT_SOLUTION}
     assert (q1._solution, q2._solution, q3._solution) == (RATINGS_SOLUTION, DENY_BY_DEFAULT_SOLUTION, JWT_SOLUTION)
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 3
-    for answer in ("sa/bookinfo-reviews", "spec: {}", "requestPrincipals", "jwksUri:", "methods:"):
-        assert answer not in text, answer
+    check_learner_copy(LEARNER_NB, blanks=3,
+                       hidden=("sa/bookinfo-reviews", "spec: {}", "requestPrincipals", "jwksUri:", "methods:"))
 
 
 def test_bookinfo_gateway_is_istios_sample() -> None:
-    sample = REPO_ROOT.parent / "shared" / "istio" / "bookinfo-networking" / "bookinfo-gateway.yaml"
-    if not sample.is_file():
-        pytest.skip("../shared/istio is not beside the repository")
-    assert [d for d in yaml.safe_load_all(BOOKINFO_GATEWAY) if d] == [d for d in yaml.safe_load_all(sample.read_text())
-                                                                        if d]
+    docs = yaml_documents(istio_sample("bookinfo-gateway.yaml"))
+    assert yaml_documents(BOOKINFO_GATEWAY) == docs
 
 
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+@needs_schema_check
 def test_solution_yaml_passes_istios_schema(tmp_path: Path) -> None:
-    files = []
-    for name, text in {**solution_answers(), "gateway": BOOKINFO_GATEWAY}.items():
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text, encoding="utf-8")
-        files.append(str(path))
-    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), *files], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 Istio documents checked, 0 invalid" in result.stdout
+    output = schema_check(tmp_path, {**solution_answers(SOLUTION_NB), "gateway": BOOKINFO_GATEWAY})
+    assert "10 Istio documents checked, 0 invalid" in output

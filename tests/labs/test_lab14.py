@@ -8,32 +8,27 @@ is shared by the tests of that scenario.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+from labtools import (
+    check_learner_copy,
+    needs_schema_check,
+    notebooks,
+    outcome,
+    schema_check,
+    solution_regions,
+)
 
 from meshlab.labs import ____, lab14
 from meshlab.labs.lab14 import SEED, SOLUTION_Q1, SOLUTION_Q2, q1, q2, start_lab
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOLUTION_NB = REPO_ROOT / "labs" / "solutions" / "14-find-the-fault.ipynb"
-LEARNER_NB = REPO_ROOT / "labs" / "14-find-the-fault.ipynb"
-SCHEMA_CHECK = REPO_ROOT.parent / "shared" / "tools" / "istio-schema-check"
+SOLUTION_NB, LEARNER_NB = notebooks("14-find-the-fault")
 
 #: one seed per kind of fault (see lab14.SCENARIOS): seed -> (scenario, service, flag)
 SEEDS = {SEED: ("no endpoints", "payment", "UH"), 5: ("crashed pod", "cart", "UF"),
          13: ("fault left on", "cart", "FI")}
-
-
-def outcome(question: Any, **answers: Any) -> tuple[str, str]:
-    question._evaluate(answers, None)
-    result = question.last_result
-    assert result is not None
-    return result.outcome, result.message
 
 
 def solve(mesh: Any) -> dict[str, Any]:
@@ -145,31 +140,19 @@ def test_start_lab_replaces_the_previous_mesh() -> None:
 
 # -- the notebooks ---------------------------------------------------------------------------------
 
-def solution_region(cell_source: str) -> str:
-    return cell_source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-
-
 def test_solution_notebook_answers_are_the_questions_solutions() -> None:
-    nb = nbformat.read(SOLUTION_NB, as_version=4)
-    regions = [solution_region(c.source) for c in nb.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
-    code = ["\n".join(line for line in r.splitlines() if not line.lstrip().startswith("# learner:")).strip()
-            for r in regions]
-    assert code == [SOLUTION_Q1.strip(), SOLUTION_Q2.strip()]
-    for r in regions:
-        ast.parse(r)
+    assert [code.strip() for code in solution_regions(SOLUTION_NB)] == [SOLUTION_Q1.strip(), SOLUTION_Q2.strip()]
+    for region in solution_regions(SOLUTION_NB, learner_lines=True):
+        ast.parse(region)
 
 
 def test_learner_copy_has_blanks_and_no_answers() -> None:
-    text = LEARNER_NB.read_text(encoding="utf-8")
-    assert text.count("____") >= 3
-    for answer in ("str.contains(\\\"URX\\\")", "service_summary(by=\\\"destination_workload\\\").set_index",
-                   "payment-v1", "\\\"UH\\\""):
-        assert answer not in text, answer
+    check_learner_copy(LEARNER_NB, blanks=3,
+                       hidden=("str.contains(\\\"URX\\\")",
+                               "service_summary(by=\\\"destination_workload\\\").set_index",
+                               "payment-v1", "\\\"UH\\\""))
 
 
-@pytest.mark.skipif(not SCHEMA_CHECK.is_file(), reason="../shared/tools/istio-schema-check is not there")
+@needs_schema_check
 def test_the_abort_yaml_passes_istios_schema(tmp_path: Path) -> None:
-    path = tmp_path / "abort.yaml"
-    path.write_text(lab14._abort_yaml("cart"), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(SCHEMA_CHECK), str(path)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    schema_check(tmp_path, {"abort": lab14._abort_yaml("cart")})
