@@ -782,26 +782,14 @@ def _hop_security(mesh: Any) -> str:
 # -- report -------------------------------------------------------------------------------------
 def summarize(results: list[RunResult], scale: list[dict[str, Any]]) -> dict[str, Any]:
     """Ratios, added latencies and the verdict on each target."""
-    by = {(r.path, r.mode): r for r in results}
-
-    def rps(p: str) -> float | None:
-        r = by.get((p, "closed"))
-        return r.rps if r else None
-
-    def ratio(a: str, b: str) -> float | None:
-        x, y = rps(a), rps(b)
-        return x / y if x is not None and y else None
-
-    ratios = {"one_hop_vs_direct": ratio("one-hop", "direct"), "mesh_vs_direct": ratio("mesh", "direct"),
-              "one_hop_vs_nginx": ratio("one-hop", "nginx"), "nginx_vs_direct": ratio("nginx", "direct")}
+    ratios = {f"{a.replace('-', '_')}_vs_{b}": _closed_ratio(results, a, b)
+              for a, b in (("one-hop", "direct"), ("mesh", "direct"), ("one-hop", "nginx"), ("nginx", "direct"))}
     added: dict[str, dict[str, dict[str, float]]] = {"from_send": {}, "from_schedule": {}}
-    base = by.get(("direct", "open"))
     for p in ("one-hop", "mesh", "nginx"):
-        r = by.get((p, "open"))
-        if r is not None and base is not None:
-            for kind, prefix in (("from_send", "send_"), ("from_schedule", "")):
-                added[kind][p] = {q: getattr(r, f"{prefix}{q}_ms") - getattr(base, f"{prefix}{q}_ms")
-                                  for q in ("p50", "p90", "p99")}
+        over_direct = _open_added(results, p, "direct")
+        if over_direct is not None:
+            for kind in added:
+                added[kind][p] = over_direct[kind]
     head = scale[0] if scale else None
     figures: dict[str, float | None] = {
         "mesh_added_p90_ms": added["from_send"].get("mesh", {}).get("p90"),
