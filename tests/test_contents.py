@@ -4,9 +4,7 @@ generated text was not refreshed (``python scripts/nbtools.py contents && ... na
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
@@ -16,13 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def nbtools():
-    spec = importlib.util.spec_from_file_location("nbtools", ROOT / "scripts" / "nbtools.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nbtools"] = module
-    spec.loader.exec_module(module)
-    return module
+def nbtools(script):
+    return script("nbtools")
 
 
 def test_every_notebook_is_a_chapter(nbtools) -> None:

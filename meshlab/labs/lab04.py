@@ -38,7 +38,14 @@ from typing import Any
 import pandas as pd
 
 from meshlab.config import Resource
-from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
+from meshlab.labs.core import (
+    Incorrect,
+    Question,
+    bind_questions,
+    describe_kinds,
+    load_yaml_answer,
+    playground_yaml,
+)
 
 __all__ = ["DESTINATION_RULES", "SEED", "bookinfo_mesh", "preview"]
 

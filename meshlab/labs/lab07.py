@@ -48,7 +48,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from meshlab.config import Resource
-from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
+from meshlab.labs.core import (
+    Incorrect,
+    Question,
+    bind_questions,
+    describe_kinds,
+    load_yaml_answer,
+    playground_yaml,
+)
 
 __all__ = ["SEED", "BUDGET_MS", "MAX_MS", "MAX_TRIES", "FLAKY_REQUESTS", "httpbin_mesh", "relay", "trial"]
 

@@ -53,7 +53,14 @@ import httpx
 import pandas as pd
 
 from meshlab.config import Resource
-from meshlab.labs.core import Incorrect, Question, bind_questions, describe_kinds, load_yaml_answer, playground_yaml
+from meshlab.labs.core import (
+    Incorrect,
+    Question,
+    bind_questions,
+    describe_kinds,
+    load_yaml_answer,
+    playground_yaml,
+)
 
 __all__ = ["SEED", "PAYMENTS_SETUP", "BROKEN_DR", "lab_mesh", "preview", "mystery_certificate"]
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +15,6 @@ from nbclient import NotebookClient
 from meshlab.labs import reset_progress
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "make_learner_copies.py"
 
 # A line that calls a question's check, e.g. "q1.check()" (not commented out).
 CHECK_CALL = re.compile(r"^[ \t]*q\d+\.check\(\s*\)", re.MULTILINE)
@@ -32,14 +29,9 @@ def _fresh_progress() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def learner_copies() -> ModuleType:
+def learner_copies(script: Callable[[str], ModuleType]) -> ModuleType:
     """``scripts/make_learner_copies.py`` imported as a module."""
-    spec = importlib.util.spec_from_file_location("make_learner_copies", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return script("make_learner_copies")
 
 
 def execute_notebook(path: Path, cwd: Path) -> nbformat.NotebookNode:
